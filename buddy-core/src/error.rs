@@ -1,0 +1,155 @@
+//! Error types. Every error leaves the heap exactly as it was (see each variant).
+
+use core::fmt;
+
+/// Why an allocation (or reallocation) was refused.
+///
+/// Bad requests (`ZeroSize`, `SizeOverflow`, `AlignTooLarge`, `TooLarge`) are rejected before
+/// anything is touched. `OutOfMemory` may first have coalesced deferred free blocks (the only
+/// state change: no allocation and no free byte is lost), see [`Heap::flush`](crate::Heap::flush).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AllocError {
+    /// The request was for zero bytes.
+    ZeroSize,
+    /// The size rounded up to a block does not fit in a `usize`.
+    SizeOverflow,
+    /// The alignment is larger than the largest block any region can hold.
+    AlignTooLarge {
+        /// The requested alignment.
+        align: usize,
+    },
+    /// The request is larger than the largest block any region can hold.
+    TooLarge {
+        /// The requested size.
+        size: usize,
+    },
+    /// No free block is large enough right now (or the heap has no region).
+    OutOfMemory {
+        /// The requested size.
+        size: usize,
+    },
+}
+
+impl fmt::Display for AllocError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            AllocError::ZeroSize => f.write_str("zero-size allocation"),
+            AllocError::SizeOverflow => f.write_str("allocation size overflows the address space"),
+            AllocError::AlignTooLarge { align } => {
+                write!(f, "alignment {align} exceeds the largest block of the heap")
+            }
+            AllocError::TooLarge { size } => {
+                write!(f, "{size} bytes exceed the largest block of the heap")
+            }
+            AllocError::OutOfMemory { size } => {
+                write!(f, "out of memory: no free block for {size} bytes")
+            }
+        }
+    }
+}
+
+impl core::error::Error for AllocError {}
+
+/// Why a size-less [`free`](crate::Heap::free) was refused. The heap is unchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FreeError {
+    /// The pointer is not inside memory this heap hands out (another heap, the stack, the
+    /// heap's own metadata, or a misaligned address).
+    Foreign,
+    /// The pointer is inside a live allocation but not at its start.
+    Interior,
+    /// The pointer is the start of a block that is already free: a double free.
+    DoubleFree,
+}
+
+impl fmt::Display for FreeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FreeError::Foreign => "pointer was not handed out by this heap",
+            FreeError::Interior => "pointer is inside an allocation, not at its start",
+            FreeError::DoubleFree => "double free: block is already free",
+        })
+    }
+}
+
+impl core::error::Error for FreeError {}
+
+/// Why a region was not added. The heap is unchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RegionError {
+    /// The start pointer is null.
+    Null,
+    /// `start + len` wraps around the address space.
+    Wraps,
+    /// After alignment (and metadata, if carved from the region) not even one minimum block is left.
+    TooSmall {
+        /// Bytes the region would need at least.
+        needed: usize,
+    },
+    /// The region overlaps one already in the heap.
+    Overlaps,
+    /// The heap already holds [`MAX_REGIONS`](crate::MAX_REGIONS) regions.
+    Full,
+    /// The caller-provided metadata slice is too short.
+    MetadataTooSmall {
+        /// Words needed.
+        needed: usize,
+        /// Words given.
+        got: usize,
+    },
+    /// The configured minimum block is not a power of two between 8 bytes and 2^40.
+    BadMinBlock {
+        /// The configured minimum block.
+        min_block: usize,
+    },
+}
+
+impl fmt::Display for RegionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            RegionError::Null => f.write_str("region start is null"),
+            RegionError::Wraps => f.write_str("region wraps around the address space"),
+            RegionError::TooSmall { needed } => {
+                write!(f, "region too small: needs at least {needed} bytes")
+            }
+            RegionError::Overlaps => f.write_str("region overlaps a region already in the heap"),
+            RegionError::Full => f.write_str("heap already holds the maximum number of regions"),
+            RegionError::MetadataTooSmall { needed, got } => {
+                write!(f, "metadata too small: {needed} words needed, {got} given")
+            }
+            RegionError::BadMinBlock { min_block } => write!(
+                f,
+                "minimum block {min_block} is not a power of two between 8 bytes and 2^40"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for RegionError {}
+
+/// What [`Heap::check`](crate::Heap::check) found wrong. Seeing one is always a bug (in buddy,
+/// or memory corruption of the metadata itself).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckError {
+    /// Which invariant failed.
+    pub what: &'static str,
+    /// Address of the block concerned (0 if none).
+    pub addr: usize,
+    /// Order (log2 of the size) of the block concerned.
+    pub order: u32,
+}
+
+impl fmt::Display for CheckError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "heap check failed: {} (block {:#x}, order {})",
+            self.what, self.addr, self.order
+        )
+    }
+}
+
+impl core::error::Error for CheckError {}

@@ -1,0 +1,731 @@
+//! The heap: pointers and `Layout`s on top of the trees of one or several regions.
+
+use core::alloc::Layout;
+use core::mem::MaybeUninit;
+use core::ptr::NonNull;
+
+use crate::order::{align_down, align_up, ceil_log2, floor_log2, words};
+use crate::stats::Stats;
+use crate::tree::{MAX_ORDERS, Plan, Tree};
+use crate::{AllocError, CheckError, FreeError, RegionError, bitmap, log_warn};
+
+/// Most regions one [`Heap`] can hold.
+pub const MAX_REGIONS: usize = 8;
+
+/// The default minimum block: 16 bytes, the alignment `malloc` promises on 64-bit targets.
+pub const DEFAULT_MIN_BLOCK: usize = 16;
+
+/// How a [`Heap`] cuts memory. Built with `const` methods, so it fits in a `static`.
+///
+/// ```
+/// use buddy_core::{Config, Heap};
+/// // A page-frame allocator: 4 KiB blocks, every request rounded to a power of two.
+/// static FRAMES: spin::Mutex<Heap> =
+///     spin::Mutex::new(Heap::with_config(Config::new().min_block(4096).exact_fit(false)));
+/// assert_eq!(FRAMES.lock().config().block(), 4096);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    min_block: usize,
+    exact_fit: bool,
+}
+
+impl Config {
+    /// 16-byte minimum block, exact fit on.
+    pub const fn new() -> Config {
+        Config {
+            min_block: DEFAULT_MIN_BLOCK,
+            exact_fit: true,
+        }
+    }
+
+    /// Sets the minimum block: a power of two from 8 bytes to 2^40 (checked when a region is
+    /// added: [`RegionError::BadMinBlock`]). 4096 serves page frames.
+    pub const fn min_block(self, min_block: usize) -> Config {
+        Config { min_block, ..self }
+    }
+
+    /// Exact fit (on by default): a request whose size is not a power of two takes a run of
+    /// buddy blocks (96 bytes = 64 + 32) and its unused tail goes back to the free lists at
+    /// once. Off: every request is rounded up to a power of two.
+    pub const fn exact_fit(self, on: bool) -> Config {
+        Config {
+            exact_fit: on,
+            ..self
+        }
+    }
+
+    /// The minimum block in bytes.
+    pub const fn block(&self) -> usize {
+        self.min_block
+    }
+
+    /// Whether exact fit is on.
+    pub const fn is_exact_fit(&self) -> bool {
+        self.exact_fit
+    }
+
+    const fn min_shift(&self) -> Option<u32> {
+        if self.min_block.is_power_of_two() && self.min_block >= 8 && self.min_block <= 1 << 40 {
+            Some(self.min_block.trailing_zeros())
+        } else {
+            None
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::new()
+    }
+}
+
+/// Metadata words a region of `len` bytes needs with minimum block `min_block`, whatever its
+/// start address: size a `static` array with it for
+/// [`Heap::add_region_with_metadata`]. Returns 0 if `min_block` is invalid or `len` is smaller
+/// than one block.
+///
+/// About 3 bits per minimum block (2.4% of the region at 16-byte blocks, 0.01% at 4 KiB).
+///
+/// ```
+/// use buddy_core::metadata_words;
+/// const LEN: usize = 1 << 20;
+/// static mut META: [u64; metadata_words(LEN, 4096)] = [0; metadata_words(LEN, 4096)];
+/// assert!(metadata_words(LEN, 4096) * 8 < LEN / 1000);
+/// ```
+pub const fn metadata_words(len: usize, min_block: usize) -> usize {
+    if !min_block.is_power_of_two() || min_block < 8 || len < min_block {
+        return 0;
+    }
+    let min = min_block.trailing_zeros();
+    let mut top = floor_log2(len);
+    if top > min + MAX_ORDERS as u32 - 1 {
+        top = min + MAX_ORDERS as u32 - 1;
+    }
+    let mut total = 0;
+    let mut k = min;
+    while k <= top {
+        // Blocks of order k that an interval of `len` bytes can touch.
+        let n = (len >> k) + 2;
+        total += bitmap::summarised_words(n);
+        if k > min {
+            total += words(n);
+        }
+        k += 1;
+    }
+    total
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Counters {
+    live: usize,
+    allocated: usize,
+    high_water: usize,
+    requested_total: usize,
+    allocated_total: usize,
+    allocations: usize,
+    frees: usize,
+    failed: usize,
+}
+
+/// A buddy heap over one or several caller-provided regions.
+///
+/// `&mut self` and no locks: wrap it in a lock ([`LockedHeap`](crate::LockedHeap)) to share it.
+/// All bookkeeping lives in metadata bitmaps, never in the managed memory; see the
+/// [crate docs](crate) for the guarantees.
+///
+/// # Example: firmware heap over a static buffer
+///
+/// ```
+/// use buddy_core::Heap;
+/// use core::alloc::Layout;
+///
+/// static mut ARENA: [u8; 64 * 1024] = [0; 64 * 1024];
+///
+/// let mut heap = Heap::new();
+/// // SAFETY: ARENA is used by nothing else, for as long as the heap lives.
+/// unsafe { heap.add_region((&raw mut ARENA).cast(), 64 * 1024) }.unwrap();
+///
+/// let p = heap.alloc(Layout::from_size_align(128, 8).unwrap()).unwrap();
+/// // SAFETY: p came from this heap and is live.
+/// assert_eq!(unsafe { heap.free(p) }, Ok(128));
+/// // SAFETY: a double free is detected and changes nothing.
+/// assert!(unsafe { heap.free(p) }.is_err());
+/// ```
+pub struct Heap {
+    config: Config,
+    trees: heapless::Vec<Tree, MAX_REGIONS>,
+    /// Pointers of the regions as given, to hand out pointers with their provenance.
+    bases: heapless::Vec<*mut u8, MAX_REGIONS>,
+    counters: Counters,
+}
+
+// SAFETY: the heap exclusively owns its regions and metadata (the callers of `add_region*`
+// promised so); the raw pointers are never shared with anything tied to a thread.
+unsafe impl Send for Heap {}
+
+impl Default for Heap {
+    fn default() -> Self {
+        Heap::new()
+    }
+}
+
+impl core::fmt::Debug for Heap {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Heap")
+            .field("config", &self.config)
+            .field("regions", &self.trees.len())
+            .field("live_allocations", &self.counters.live)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Heap {
+    /// An empty heap with the default [`Config`]; usable in a `static`.
+    pub const fn new() -> Heap {
+        Heap::with_config(Config::new())
+    }
+
+    /// An empty heap with `config`.
+    pub const fn with_config(config: Config) -> Heap {
+        Heap {
+            config,
+            trees: heapless::Vec::new(),
+            bases: heapless::Vec::new(),
+            counters: Counters {
+                live: 0,
+                allocated: 0,
+                high_water: 0,
+                requested_total: 0,
+                allocated_total: 0,
+                allocations: 0,
+                frees: 0,
+                failed: 0,
+            },
+        }
+    }
+
+    /// The configuration.
+    pub const fn config(&self) -> Config {
+        self.config
+    }
+
+    /// Number of regions added.
+    pub fn regions(&self) -> usize {
+        self.trees.len()
+    }
+
+    fn check_new_region(&self, start: *mut u8, len: usize) -> Result<(usize, u32), RegionError> {
+        let min = self.config.min_shift().ok_or(RegionError::BadMinBlock {
+            min_block: self.config.min_block,
+        })?;
+        if start.is_null() {
+            return Err(RegionError::Null);
+        }
+        let s = start as usize;
+        let e = s.checked_add(len).ok_or(RegionError::Wraps)?;
+        if self.trees.is_full() {
+            return Err(RegionError::Full);
+        }
+        if self
+            .trees
+            .iter()
+            .any(|t| s < t.region_start + t.region_len && t.region_start < e)
+        {
+            return Err(RegionError::Overlaps);
+        }
+        Ok((e, min))
+    }
+
+    /// Adds the region `[start, start + len)`, carving its metadata off the front of it.
+    ///
+    /// About 2.4% of the region goes to metadata at 16-byte blocks (see [`metadata_words`]).
+    /// The region may start and end anywhere; blocks stay aligned to their size in absolute
+    /// addresses.
+    ///
+    /// # Errors
+    /// [`RegionError`] if `start` is null, the range wraps, overlaps a region of this heap,
+    /// leaves no whole block after metadata and alignment, the heap is full, or the configured
+    /// minimum block is invalid. The heap is then unchanged.
+    ///
+    /// # Safety
+    /// - `[start, start + len)` is valid for reads and writes, and used by nothing but this heap
+    ///   for as long as the heap (or any allocation from it) lives.
+    pub unsafe fn add_region(&mut self, start: *mut u8, len: usize) -> Result<(), RegionError> {
+        let (e, min) = self.check_new_region(start, len)?;
+        let s = start as usize;
+        let bound = metadata_words(len, self.config.min_block);
+        let meta_start = align_up(s, 3).ok_or(RegionError::Wraps)?;
+        let too_small = RegionError::TooSmall {
+            needed: (meta_start - s) + metadata_words(2 << min, 1 << min) * 8 + (2 << min),
+        };
+        let meta_end = bound
+            .checked_mul(8)
+            .and_then(|b| meta_start.checked_add(b))
+            .ok_or(too_small)?;
+        let ustart = align_up(meta_end, min).ok_or(too_small)?;
+        let uend = align_down(e, min);
+        if ustart >= uend || uend - ustart < 1 << min {
+            return Err(too_small);
+        }
+        let plan = Plan::new(ustart, uend, min);
+        debug_assert!(plan.words <= bound);
+        // SAFETY: `[meta_start, meta_start + 8 * plan.words)` lies inside the region (it ends at
+        // or before `meta_end <= ustart < uend <= e`), which the caller gave us for our exclusive
+        // use; it is 8-aligned, and no other part of the heap covers it (usable memory starts at
+        // `ustart`). Zeroed by `Tree::new` before any read.
+        let meta = unsafe {
+            core::slice::from_raw_parts_mut(start.add(meta_start - s).cast::<u64>(), plan.words)
+        };
+        self.push_tree(Tree::new(meta, s, len, ustart, uend, &plan), start);
+        Ok(())
+    }
+
+    /// Adds the region `[start, start + len)` with its metadata in `meta`, so that no byte of
+    /// the region is ever read or written by the heap: page frames, device memory, memory that
+    /// must stay untouched. `meta` needs [`metadata_words(len, min_block)`](metadata_words)
+    /// words (fewer may do for a well-aligned region; the exact need is checked).
+    ///
+    /// # Example: a page-frame allocator
+    ///
+    /// ```
+    /// use buddy_core::{metadata_words, Config, Heap};
+    /// use core::alloc::Layout;
+    ///
+    /// const RAM: usize = 4 << 20; // 4 MiB of "physical memory" at some address
+    /// static mut META: [u64; metadata_words(RAM, 4096)] = [0; metadata_words(RAM, 4096)];
+    ///
+    /// let mut frames = Heap::with_config(Config::new().min_block(4096).exact_fit(false));
+    /// let phys = 0x8000_0000usize as *mut u8; // never dereferenced by the heap
+    /// // SAFETY: the "RAM" is not used by anything else and META only by this heap.
+    /// unsafe { frames.add_region_with_metadata(phys, RAM, &mut *(&raw mut META)) }.unwrap();
+    ///
+    /// let two_pages = Layout::from_size_align(8192, 8192).unwrap();
+    /// let f = frames.alloc(two_pages).unwrap();
+    /// assert_eq!(f.as_ptr() as usize % 8192, 0);
+    /// assert_eq!(f.as_ptr() as usize, 0x8000_0000);
+    /// // SAFETY: f came from this heap with this layout.
+    /// unsafe { frames.dealloc(f, two_pages) };
+    /// ```
+    ///
+    /// # Errors
+    /// As [`add_region`](Heap::add_region), plus [`RegionError::MetadataTooSmall`], and
+    /// [`RegionError::Overlaps`] if `meta` overlaps the region.
+    ///
+    /// # Safety
+    /// - Memory in `[start, start + len)` is not used by anything else while the heap hands it
+    ///   out (the heap itself never dereferences it).
+    pub unsafe fn add_region_with_metadata(
+        &mut self,
+        start: *mut u8,
+        len: usize,
+        meta: &'static mut [u64],
+    ) -> Result<(), RegionError> {
+        let (e, min) = self.check_new_region(start, len)?;
+        let s = start as usize;
+        let ustart = align_up(s, min).ok_or(RegionError::Wraps)?;
+        let uend = align_down(e, min);
+        if ustart >= uend || uend - ustart < 1 << min {
+            return Err(RegionError::TooSmall {
+                needed: (2 << min) - 1,
+            });
+        }
+        let plan = Plan::new(ustart, uend, min);
+        if meta.len() < plan.words {
+            return Err(RegionError::MetadataTooSmall {
+                needed: plan.words,
+                got: meta.len(),
+            });
+        }
+        let (ms, me) = (
+            meta.as_ptr() as usize,
+            meta.as_ptr() as usize + meta.len() * 8,
+        );
+        if ms < e && s < me {
+            return Err(RegionError::Overlaps);
+        }
+        self.push_tree(Tree::new(meta, s, len, ustart, uend, &plan), start);
+        Ok(())
+    }
+
+    /// Safe twin of [`add_region`](Heap::add_region): the `'static` borrow proves the memory is
+    /// the heap's alone.
+    ///
+    /// ```
+    /// use buddy_core::Heap;
+    /// use core::mem::MaybeUninit;
+    /// let mem: &'static mut [MaybeUninit<u8>] = Box::leak(Box::new([MaybeUninit::uninit(); 8192]));
+    /// let mut heap = Heap::new();
+    /// heap.add_region_from_slice(mem).unwrap();
+    /// assert!(heap.stats().free_bytes > 7000);
+    /// ```
+    ///
+    /// # Errors
+    /// As [`add_region`](Heap::add_region).
+    pub fn add_region_from_slice(
+        &mut self,
+        mem: &'static mut [MaybeUninit<u8>],
+    ) -> Result<(), RegionError> {
+        // SAFETY: a `'static` exclusive borrow: valid for reads and writes, and nobody else can
+        // use the memory any more.
+        unsafe { self.add_region(mem.as_mut_ptr().cast(), mem.len()) }
+    }
+
+    fn push_tree(&mut self, tree: Tree, base: *mut u8) {
+        // Both vectors have room: `check_new_region` rejected a full heap, and they grow together.
+        let _ = self.trees.push(tree);
+        let _ = self.bases.push(base);
+    }
+
+    /// Order and handed-out size of a request, or why it cannot be served by any region.
+    #[inline]
+    fn request(&self, layout: Layout) -> Result<(u32, usize), AllocError> {
+        let size = layout.size();
+        if size == 0 {
+            return Err(AllocError::ZeroSize);
+        }
+        let min = match self.config.min_shift() {
+            Some(m) => m,
+            None => return Err(AllocError::OutOfMemory { size }),
+        };
+        let s = align_up(size, min).ok_or(AllocError::SizeOverflow)?;
+        let k = ceil_log2(s).ok_or(AllocError::SizeOverflow)?;
+        let a = layout.align().trailing_zeros();
+        let k = k.max(a).max(min);
+        let top = self.trees.iter().map(|t| t.top).max();
+        match top {
+            None => return Err(AllocError::OutOfMemory { size }),
+            Some(top) if a > top => {
+                return Err(AllocError::AlignTooLarge {
+                    align: layout.align(),
+                });
+            }
+            Some(top) if k > top => return Err(AllocError::TooLarge { size }),
+            _ => {}
+        }
+        let s = if self.config.exact_fit { s } else { 1 << k };
+        Ok((k, s))
+    }
+
+    #[inline]
+    fn tree_of(&self, p: usize) -> Option<usize> {
+        self.trees.iter().position(|t| t.owns(p))
+    }
+
+    #[inline]
+    fn ptr(&self, t: usize, a: usize) -> NonNull<u8> {
+        let base = self.bases[t];
+        // SAFETY: `a` is inside region `t` (it is a block of its tree), so not null.
+        unsafe { NonNull::new_unchecked(base.with_addr(a)) }
+    }
+
+    /// Allocates a block for `layout`: aligned to `layout.align()`, at least `layout.size()` bytes.
+    ///
+    /// # Errors
+    /// [`AllocError`]; the heap is then unchanged (an out-of-memory failure may first coalesce
+    /// the deferred cache).
+    ///
+    /// # Time Complexity
+    /// `O(log n)` in minimum blocks, whatever the history.
+    pub fn alloc(&mut self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
+        let (k, s) = match self.request(layout) {
+            Ok(r) => r,
+            Err(e) => {
+                self.counters.failed += 1;
+                log_warn!("buddy: alloc {:?} refused: {}", layout, e);
+                return Err(e);
+            }
+        };
+        for t in 0..self.trees.len() {
+            let tree = &mut self.trees[t];
+            if let Some(a) = tree.alloc_block(k) {
+                if s < 1 << k {
+                    tree.carve(a, k, s);
+                }
+                self.note_alloc(layout.size(), s);
+                return Ok(self.ptr(t, a));
+            }
+        }
+        self.counters.failed += 1;
+        log_warn!("buddy: out of memory for {:?}", layout);
+        Err(AllocError::OutOfMemory {
+            size: layout.size(),
+        })
+    }
+
+    #[inline]
+    fn note_alloc(&mut self, requested: usize, handed: usize) {
+        let c = &mut self.counters;
+        c.live += 1;
+        c.allocations += 1;
+        c.allocated += handed;
+        c.high_water = c.high_water.max(c.allocated);
+        c.requested_total = c.requested_total.wrapping_add(requested);
+        c.allocated_total = c.allocated_total.wrapping_add(handed);
+    }
+
+    #[inline]
+    fn note_free(&mut self, handed: usize) {
+        let c = &mut self.counters;
+        c.live -= 1;
+        c.frees += 1;
+        c.allocated -= handed;
+    }
+
+    /// Frees a block allocated with `layout`.
+    ///
+    /// # Safety
+    /// - `ptr` was returned by [`alloc`](Heap::alloc) (or `realloc`) of this heap with this
+    ///   `layout` (for `realloc`, the new size and the old alignment) and is not freed yet.
+    ///
+    /// Use [`free`](Heap::free) when the pointer cannot be trusted: it checks.
+    ///
+    /// # Time Complexity
+    /// `O(log n)`.
+    pub unsafe fn dealloc(&mut self, ptr: NonNull<u8>, layout: Layout) {
+        let p = ptr.as_ptr() as usize;
+        let (Ok((_, s)), Some(t)) = (self.request(layout), self.tree_of(p)) else {
+            debug_assert!(
+                false,
+                "dealloc of a pointer or layout this heap never handed out"
+            );
+            return;
+        };
+        debug_assert_eq!(
+            self.trees[t].run_at(p),
+            Ok(s),
+            "dealloc with a wrong layout"
+        );
+        self.trees[t].free_run(p, s, true);
+        self.note_free(s);
+    }
+
+    /// Frees the allocation starting at `ptr` without being told its size (C's `free`): the
+    /// size comes from the metadata. Returns the number of bytes handed back.
+    ///
+    /// A pointer that is not the start of a live allocation is refused and nothing changes.
+    ///
+    /// # Errors
+    /// [`FreeError::DoubleFree`], [`FreeError::Interior`] or [`FreeError::Foreign`].
+    ///
+    /// # Safety
+    /// - If `ptr` is the start of a live allocation of this heap, nobody uses that memory any
+    ///   more (a wrong pointer is detected; a right pointer freed too early is not).
+    ///
+    /// # Time Complexity
+    /// `O(log n)`.
+    pub unsafe fn free(&mut self, ptr: NonNull<u8>) -> Result<usize, FreeError> {
+        let p = ptr.as_ptr() as usize;
+        let r = match self.tree_of(p) {
+            Some(t) if self.trees[t].contains(p) && p % self.config.min_block == 0 => {
+                self.trees[t].run_at(p).map(|s| (t, s))
+            }
+            _ => Err(FreeError::Foreign),
+        };
+        match r {
+            Ok((t, s)) => {
+                self.trees[t].free_run(p, s, true);
+                self.note_free(s);
+                Ok(s)
+            }
+            Err(e) => {
+                log_warn!("buddy: free({:#x}) refused: {}", p, e);
+                Err(e)
+            }
+        }
+    }
+
+    /// Size in bytes of the allocation starting at `ptr` (at least what was asked), checked
+    /// like [`free`](Heap::free) but changing nothing.
+    ///
+    /// # Errors
+    /// As [`free`](Heap::free).
+    pub fn usable_size(&self, ptr: NonNull<u8>) -> Result<usize, FreeError> {
+        let p = ptr.as_ptr() as usize;
+        match self.tree_of(p) {
+            Some(t) if self.trees[t].contains(p) && p % self.config.min_block == 0 => {
+                self.trees[t].run_at(p)
+            }
+            _ => Err(FreeError::Foreign),
+        }
+    }
+
+    /// Resizes the allocation at `ptr` to `new_size` bytes (alignment `old.align()`), in place
+    /// when the block or its free buddies allow, else by moving it (copying
+    /// `min(old.size(), new_size)` bytes: the only time the heap touches managed memory, at
+    /// the caller's request).
+    ///
+    /// # Errors
+    /// [`AllocError`] if no block fits; `ptr` is then still valid and the heap unchanged.
+    ///
+    /// # Safety
+    /// - `ptr` was allocated by this heap with `old` and is live.
+    /// - On success the old pointer must not be used any more (unless equal to the new one).
+    ///
+    /// # Time Complexity
+    /// `O(log n)` plus the copy when it moves.
+    pub unsafe fn realloc(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new_size: usize,
+    ) -> Result<NonNull<u8>, AllocError> {
+        let fail = |h: &mut Heap, e| {
+            h.counters.failed += 1;
+            Err(e)
+        };
+        let new = match Layout::from_size_align(new_size, old.align()) {
+            Ok(l) => l,
+            Err(_) => return fail(self, AllocError::SizeOverflow),
+        };
+        let (k_new, s_new) = match self.request(new) {
+            Ok(r) => r,
+            Err(e) => return fail(self, e),
+        };
+        let p = ptr.as_ptr() as usize;
+        let (Ok((k_old, s_old)), Some(t)) = (self.request(old), self.tree_of(p)) else {
+            debug_assert!(
+                false,
+                "realloc of a pointer or layout this heap never handed out"
+            );
+            return fail(self, AllocError::OutOfMemory { size: new_size });
+        };
+        if s_new == s_old {
+            return Ok(ptr);
+        }
+        // In place: give the run back (no cache), then take the new run at the same address.
+        let tree = &mut self.trees[t];
+        tree.free_run(p, s_old, false);
+        if p % (1 << k_new) == 0 && tree.claim(p, k_new, s_new) {
+            let c = &mut self.counters;
+            c.allocated = c.allocated - s_old + s_new;
+            c.high_water = c.high_water.max(c.allocated);
+            return Ok(ptr);
+        }
+        // The old run is free and coalesced, so taking it back restores the heap exactly.
+        let restored = tree.claim(p, k_old, s_old);
+        debug_assert!(restored);
+        let moved = self.alloc(new)?;
+        // SAFETY: both blocks are live allocations of this heap, distinct, and at least
+        // `min(old.size(), new_size)` bytes long.
+        unsafe {
+            core::ptr::copy_nonoverlapping(ptr.as_ptr(), moved.as_ptr(), old.size().min(new_size))
+        };
+        // SAFETY: the caller gave us `ptr` allocated with `old`.
+        unsafe { self.dealloc(ptr, old) };
+        Ok(moved)
+    }
+
+    /// Coalesces the deferred cache: every recently freed block is merged with its buddies.
+    ///
+    /// Freed small blocks are kept out of the bitmaps for a while (up to 8 per order for the 8
+    /// smallest orders), so that alloc/free pairs do not split and merge a dozen levels each
+    /// time. They are served like any free block and counted as free in [`Stats`]; the only
+    /// visible difference is the shape of the free lists. After freeing everything, call
+    /// `flush` to get the heap back to exactly its initial shape.
+    ///
+    /// # Time Complexity
+    /// `O(log n)` (at most 64 cached blocks).
+    pub fn flush(&mut self) {
+        for t in self.trees.iter_mut() {
+            t.flush();
+        }
+    }
+
+    /// Statistics: free blocks per order (`/proc/buddyinfo` via `Display`), live and high-water
+    /// bytes, requested vs handed-out bytes, failed requests, largest free block.
+    ///
+    /// # Time Complexity
+    /// `O(regions × orders)`; the counters behind it cost nothing on the alloc path beyond
+    /// a few additions.
+    pub fn stats(&self) -> Stats {
+        let c = &self.counters;
+        let mut s = Stats {
+            free_blocks: [0; 64],
+            min_order: self.config.min_shift().unwrap_or(0),
+            max_order: 0,
+            free_bytes: 0,
+            cached_blocks: 0,
+            managed_bytes: 0,
+            metadata_bytes: 0,
+            live_allocations: c.live,
+            allocated_bytes: c.allocated,
+            high_water_bytes: c.high_water,
+            requested_bytes_total: c.requested_total,
+            allocated_bytes_total: c.allocated_total,
+            allocations: c.allocations,
+            frees: c.frees,
+            failed_requests: c.failed,
+            largest_free_block: 0,
+            regions: self.trees.len(),
+        };
+        for t in &self.trees {
+            t.add_free_counts(&mut s.free_blocks);
+            s.cached_blocks += t.cached_blocks();
+            s.managed_bytes += t.end - t.start;
+            s.metadata_bytes += t.meta_words * 8;
+            s.max_order = s.max_order.max(t.top);
+            if let Some(k) = t.largest_free_order() {
+                s.largest_free_block = s.largest_free_block.max(1 << k);
+            }
+        }
+        s.free_bytes = s.free_blocks.iter().enumerate().map(|(k, &n)| n << k).sum();
+        s
+    }
+
+    /// Verifies the whole structure: bitmaps, summaries, counts, the cache, and that no two
+    /// free buddies were left unmerged. For tests and debugging: `O(n)` in minimum blocks.
+    ///
+    /// # Errors
+    /// The first broken invariant found.
+    pub fn check(&self) -> Result<(), CheckError> {
+        for t in &self.trees {
+            t.check()?;
+        }
+        let s = self.stats();
+        if s.free_bytes + s.allocated_bytes != s.managed_bytes {
+            return Err(CheckError {
+                what: "free + allocated bytes != managed bytes",
+                addr: 0,
+                order: 0,
+            });
+        }
+        Ok(())
+    }
+
+    /// The usable ranges `(start, end)` of the regions, in the order they were added (for
+    /// maps and tests; metadata carved from a region lies before its `start`).
+    pub fn ranges(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.trees.iter().map(|t| (t.start, t.end))
+    }
+
+    /// State of the minimum block at `addr`: for maps like the demo's. `O(log n)`.
+    pub fn block_state(&self, addr: usize) -> BlockState {
+        let Some(t) = self.tree_of(addr) else {
+            return BlockState::Outside;
+        };
+        let tree = &self.trees[t];
+        if !tree.contains(addr) {
+            return BlockState::Metadata;
+        }
+        if tree.is_free_at(addr) {
+            BlockState::Free
+        } else {
+            BlockState::Used
+        }
+    }
+}
+
+/// What [`Heap::block_state`] reports for an address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BlockState {
+    /// Not in any region of the heap.
+    Outside,
+    /// In a region but not handed out: metadata carved from the region, or alignment slack.
+    Metadata,
+    /// Inside a free block (cached blocks included).
+    Free,
+    /// Inside a live allocation.
+    Used,
+}

@@ -1,0 +1,80 @@
+//! A spin-locked [`Heap`] that implements [`GlobalAlloc`], for `#[global_allocator]` in a kernel.
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::ptr::{self, NonNull};
+
+use crate::{Config, Heap};
+
+/// A [`Heap`] behind a spin lock: `#[global_allocator]` for kernels and firmware.
+///
+/// ```
+/// use buddy_core::LockedHeap;
+/// use core::alloc::{GlobalAlloc, Layout};
+///
+/// static HEAP: LockedHeap = LockedHeap::new();
+/// static mut ARENA: [u8; 1 << 16] = [0; 1 << 16];
+///
+/// // SAFETY: ARENA is used by nothing else.
+/// unsafe { HEAP.lock().add_region((&raw mut ARENA).cast(), 1 << 16) }.unwrap();
+/// let l = Layout::from_size_align(64, 64).unwrap();
+/// // SAFETY: valid non-zero layout; freed with the same layout.
+/// unsafe {
+///     let p = HEAP.alloc(l);
+///     assert!(!p.is_null() && p as usize % 64 == 0);
+///     HEAP.dealloc(p, l);
+/// }
+/// ```
+///
+/// The lock is a spin lock: never allocate from an interrupt handler that may have
+/// interrupted an allocation on the same core.
+pub struct LockedHeap(spin::Mutex<Heap>);
+
+impl LockedHeap {
+    /// An empty locked heap with the default [`Config`].
+    pub const fn new() -> LockedHeap {
+        LockedHeap(spin::Mutex::new(Heap::new()))
+    }
+
+    /// An empty locked heap with `config`.
+    pub const fn with_config(config: Config) -> LockedHeap {
+        LockedHeap(spin::Mutex::new(Heap::with_config(config)))
+    }
+
+    /// Locks the heap (to add regions, read stats, or call it directly).
+    pub fn lock(&self) -> spin::MutexGuard<'_, Heap> {
+        self.0.lock()
+    }
+}
+
+impl Default for LockedHeap {
+    fn default() -> Self {
+        LockedHeap::new()
+    }
+}
+
+// SAFETY: blocks come from `Heap::alloc`, which honours the layout's size and alignment and
+// never hands out one byte twice; all access is serialised by the lock.
+unsafe impl GlobalAlloc for LockedHeap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        self.0
+            .lock()
+            .alloc(layout)
+            .map_or(ptr::null_mut(), NonNull::as_ptr)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if let Some(p) = NonNull::new(ptr) {
+            // SAFETY: GlobalAlloc's contract: `ptr` came from `alloc` with `layout`.
+            unsafe { self.0.lock().dealloc(p, layout) }
+        }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let Some(p) = NonNull::new(ptr) else {
+            return ptr::null_mut();
+        };
+        // SAFETY: GlobalAlloc's contract: `ptr` came from `alloc` with `layout`, and is live.
+        unsafe { self.0.lock().realloc(p, layout, new_size) }
+            .map_or(ptr::null_mut(), NonNull::as_ptr)
+    }
+}

@@ -1,0 +1,191 @@
+//! Statistics: what the heap holds, in the shape of Linux's `/proc/buddyinfo` and more.
+
+use core::fmt;
+
+/// A snapshot of a heap's state, from [`Heap::stats`](crate::Heap::stats).
+///
+/// Blocks in the deferred-coalescing cache count as free (they are: any request can take
+/// them); `cached_blocks` says how many there are.
+///
+/// `Display` prints the free blocks per order like `/proc/buddyinfo`, then the figures:
+///
+/// ```
+/// use buddy_core::Heap;
+/// use core::alloc::Layout;
+/// let mem = Box::leak(Box::new([core::mem::MaybeUninit::uninit(); 4096]));
+/// let mut heap = Heap::new();
+/// heap.add_region_from_slice(mem).unwrap();
+/// heap.alloc(Layout::new::<[u8; 100]>()).unwrap();
+/// let s = heap.stats();
+/// assert_eq!(s.live_allocations, 1);
+/// assert_eq!(s.allocated_bytes, 112); // 64 + 32 + 16: exact fit
+/// println!("{s}");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Free blocks per order: `free_blocks[k]` counts free blocks of `1 << k` bytes.
+    pub free_blocks: [usize; 64],
+    /// Smallest order (the minimum block's).
+    pub min_order: u32,
+    /// Largest order any region can hold.
+    pub max_order: u32,
+    /// Bytes in free blocks.
+    pub free_bytes: usize,
+    /// Free blocks held in the deferred-coalescing cache (included in `free_blocks`).
+    pub cached_blocks: usize,
+    /// Bytes the heap manages (regions less metadata and alignment slack).
+    pub managed_bytes: usize,
+    /// Bytes of metadata (bitmaps) of all regions.
+    pub metadata_bytes: usize,
+    /// Live allocations.
+    pub live_allocations: usize,
+    /// Bytes handed out to live allocations (what they occupy, rounding included).
+    pub allocated_bytes: usize,
+    /// Highest `allocated_bytes` ever seen.
+    pub high_water_bytes: usize,
+    /// Bytes requested by all successful allocations so far (wrapping).
+    pub requested_bytes_total: usize,
+    /// Bytes handed out for all successful allocations so far (wrapping); against
+    /// `requested_bytes_total` it gives the internal fragmentation.
+    pub allocated_bytes_total: usize,
+    /// Successful allocations so far.
+    pub allocations: usize,
+    /// Frees so far.
+    pub frees: usize,
+    /// Requests refused (bad requests and out of memory).
+    pub failed_requests: usize,
+    /// Size of the largest free block (0 if none).
+    pub largest_free_block: usize,
+    /// Regions in the heap.
+    pub regions: usize,
+}
+
+impl Stats {
+    /// Share of the handed-out bytes that was asked for, over the heap's life (1.0 = no
+    /// internal fragmentation). 1.0 when nothing was allocated yet.
+    pub fn fill_ratio(&self) -> f64 {
+        if self.allocated_bytes_total == 0 {
+            1.0
+        } else {
+            self.requested_bytes_total as f64 / self.allocated_bytes_total as f64
+        }
+    }
+}
+
+/// A size like `16B`, `4K`, `2M`, `1G`, kept on the stack.
+pub(crate) struct Size {
+    buf: [u8; 24],
+    len: usize,
+}
+
+impl Size {
+    /// Power-of-two-friendly short form of `bytes`.
+    pub(crate) fn new(bytes: usize) -> Size {
+        const UNITS: [(usize, u8); 4] = [
+            (1 << 40, b'T'),
+            (1 << 30, b'G'),
+            (1 << 20, b'M'),
+            (1 << 10, b'K'),
+        ];
+        let mut s = Size {
+            buf: [0; 24],
+            len: 0,
+        };
+        for (unit, c) in UNITS {
+            if bytes >= unit && bytes % unit == 0 {
+                s.push_num(bytes / unit);
+                s.push(c);
+                return s;
+            }
+        }
+        s.push_num(bytes);
+        s.push(b'B');
+        s
+    }
+
+    fn push(&mut self, c: u8) {
+        if self.len < self.buf.len() {
+            self.buf[self.len] = c;
+            self.len += 1;
+        }
+    }
+
+    fn push_num(&mut self, mut n: usize) {
+        let mut digits = [0u8; 20];
+        let mut i = 0;
+        loop {
+            digits[i] = b'0' + (n % 10) as u8;
+            i += 1;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        while i > 0 {
+            i -= 1;
+            self.push(digits[i]);
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        // Only ASCII digits and unit letters are ever pushed.
+        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("?")
+    }
+}
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+fn digits(mut n: usize) -> usize {
+    let mut d = 1;
+    while n >= 10 {
+        n /= 10;
+        d += 1;
+    }
+    d
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let orders = self.min_order..=self.max_order.max(self.min_order);
+        let width = |k: u32| {
+            Size::new(1 << k)
+                .len
+                .max(digits(self.free_blocks[k as usize]))
+                + 1
+        };
+        f.write_str("order")?;
+        for k in orders.clone() {
+            write!(f, "{:>w$}", Size::new(1 << k), w = width(k))?;
+        }
+        f.write_str("\nfree ")?;
+        for k in orders {
+            write!(f, "{:>w$}", self.free_blocks[k as usize], w = width(k))?;
+        }
+        writeln!(f)?;
+        writeln!(
+            f,
+            "live {} allocations, {} bytes handed out (high water {}); {} free bytes, largest block {}, {} cached",
+            self.live_allocations,
+            self.allocated_bytes,
+            self.high_water_bytes,
+            self.free_bytes,
+            Size::new(self.largest_free_block),
+            self.cached_blocks
+        )?;
+        write!(
+            f,
+            "requested/handed out {}/{} bytes ({:.1}% used), {} failed requests, metadata {} bytes in {} region(s)",
+            self.requested_bytes_total,
+            self.allocated_bytes_total,
+            self.fill_ratio() * 100.0,
+            self.failed_requests,
+            self.metadata_bytes,
+            self.regions
+        )
+    }
+}

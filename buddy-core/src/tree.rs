@@ -1,0 +1,673 @@
+//! The buddy tree of one region: orders, blocks, split and merge, over bitmaps in a metadata slice.
+//!
+//! # The data structure
+//!
+//! The region's usable range `[start, end)` (aligned to the minimum block) is covered by blocks
+//! of orders `min..=top`, aligned in absolute addresses. At order `k` the bitmaps cover every
+//! order-`k` block that intersects the range: absolute block number `a >> k` is bit
+//! `(a >> k) - first[k]`. Blocks partly outside the range are permanently split; blocks wholly
+//! outside are permanently "used" and never touched. No byte of `[start, end)` is ever read or
+//! written: all state lives in `meta`.
+//!
+//! Each block has two bits, `F` (free bitmap, summarised for find-first) and `S` (split bitmap,
+//! orders above `min` only). Their four states:
+//!
+//! ```text
+//!  F S
+//!  1 0  free                      found by `first`, counted in `free_count`
+//!  0 1  split                     both children are tree nodes
+//!  0 0  allocated (or cached)     an allocation, or the last piece of an exact-fit run,
+//!                                 or a block in the deferred-coalescing cache
+//!  1 1  allocated, continues      a piece of an exact-fit run that is followed by the next
+//!                                 piece at `a + 2^k` (masked out of find-first)
+//! ```
+//!
+//! Invariants (checked by [`Tree::check`]):
+//! - a free block's buddy is never free (coalescing is eager, outside the cache);
+//! - the tree nodes are exactly the blocks whose every ancestor is split; below an allocated or
+//!   free block all bits are zero;
+//! - `free_count[k]` is the number of free blocks of order `k`; bit `k - min` of `nonempty` is set
+//!   iff `free_count[k] > 0`;
+//! - a cached block is an allocated leaf with `F = S = 0`, in exactly one cache slot.
+//!
+//! # Exact-fit runs
+//!
+//! A request of `s` bytes (a multiple of the minimum block) that is not a power of two takes
+//! the block of order `ceil(log2 s)` and gives its unused tail back at once: the block is cut
+//! into pieces whose sizes are the binary digits of `s`, largest first, and every piece but the
+//! last is marked "continues" (`F = S = 1`). A free of the head walks the pieces in
+//! `O(log n)`; a free of any later piece is refused as an interior pointer.
+
+use crate::bitmap::{self, NO_MASK};
+use crate::order::{align_down, floor_log2, words};
+use crate::{debug, trace};
+
+/// Most orders one tree can span (from its minimum block up).
+pub(crate) const MAX_ORDERS: usize = 48;
+/// Orders (from the minimum up) that have a deferred-coalescing cache.
+pub(crate) const CACHE_ORDERS: usize = 8;
+/// Slots per cached order.
+pub(crate) const CACHE_SLOTS: usize = 8;
+
+/// Where one order's bitmaps live in `meta` and which blocks they cover.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Level {
+    /// Word offset of the summarised free bitmap.
+    free_off: usize,
+    /// Word offset of the split bitmap (`NO_MASK` at the minimum order, which cannot split).
+    split_off: usize,
+    /// Absolute block number (`addr >> k`) of bit 0.
+    first: usize,
+    /// Number of blocks covered.
+    n: usize,
+}
+
+/// The metadata plan of a usable range: orders and where their bitmaps go.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Plan {
+    pub(crate) min: u32,
+    pub(crate) top: u32,
+    pub(crate) words: usize,
+    levels: [Level; MAX_ORDERS],
+}
+
+impl Plan {
+    /// Plans the bitmaps for the usable range `[start, end)` (both multiples of `1 << min`,
+    /// `end - start >= 1 << min`).
+    pub(crate) fn new(start: usize, end: usize, min: u32) -> Plan {
+        let top = floor_log2(end - start).min(min + MAX_ORDERS as u32 - 1);
+        let mut levels = [Level::default(); MAX_ORDERS];
+        let mut cursor = 0;
+        for k in min..=top {
+            let first = start >> k;
+            let n = ((end - 1) >> k) - first + 1;
+            let free_off = cursor;
+            cursor += bitmap::summarised_words(n);
+            let split_off = if k > min {
+                let off = cursor;
+                cursor += words(n);
+                off
+            } else {
+                NO_MASK
+            };
+            levels[(k - min) as usize] = Level {
+                free_off,
+                split_off,
+                first,
+                n,
+            };
+        }
+        Plan {
+            min,
+            top,
+            words: cursor,
+            levels,
+        }
+    }
+}
+
+/// A buddy tree over one region.
+pub(crate) struct Tree {
+    meta: &'static mut [u64],
+    /// The region as the caller gave it (metadata included when carved from it).
+    pub(crate) region_start: usize,
+    pub(crate) region_len: usize,
+    /// The usable range, multiples of `1 << min`.
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    pub(crate) min: u32,
+    pub(crate) top: u32,
+    levels: [Level; MAX_ORDERS],
+    /// Free blocks per order (`k - min`), cache excluded.
+    free_count: [usize; MAX_ORDERS],
+    /// Bit `k - min` set iff order `k` has a free block in the bitmaps.
+    nonempty: u64,
+    /// Deferred coalescing: freed single blocks of small orders, not merged yet.
+    cache: [[usize; CACHE_SLOTS]; CACHE_ORDERS],
+    cache_len: [u8; CACHE_ORDERS],
+    /// Words of `meta` in use.
+    pub(crate) meta_words: usize,
+}
+
+impl Tree {
+    /// Builds the tree for the usable range of `plan`, all of it free.
+    ///
+    /// `meta` must hold at least `plan.words` words; only those are written.
+    pub(crate) fn new(
+        meta: &'static mut [u64],
+        region_start: usize,
+        region_len: usize,
+        start: usize,
+        end: usize,
+        plan: &Plan,
+    ) -> Tree {
+        meta[..plan.words].fill(0);
+        let mut t = Tree {
+            meta,
+            region_start,
+            region_len,
+            start,
+            end,
+            min: plan.min,
+            top: plan.top,
+            levels: plan.levels,
+            free_count: [0; MAX_ORDERS],
+            nonempty: 0,
+            cache: [[0; CACHE_SLOTS]; CACHE_ORDERS],
+            cache_len: [0; CACHE_ORDERS],
+            meta_words: plan.words,
+        };
+        // Greedy decomposition into maximal aligned blocks; their ancestors straddle the edge
+        // of the range and stay split for ever.
+        let mut a = start;
+        while a < end {
+            let k = a.trailing_zeros().min(floor_log2(end - a)).min(t.top);
+            t.set_free(a, k);
+            for j in k + 1..=t.top {
+                t.set_split(align_down(a, j), j);
+            }
+            a += 1 << k;
+        }
+        t
+    }
+
+    #[inline]
+    fn level(&self, k: u32) -> &Level {
+        &self.levels[(k - self.min) as usize]
+    }
+
+    /// Bit index of block `a` at order `k`, if the bitmaps cover it.
+    #[inline]
+    fn index(&self, a: usize, k: u32) -> Option<usize> {
+        let l = self.level(k);
+        let i = (a >> k).wrapping_sub(l.first);
+        if i < l.n { Some(i) } else { None }
+    }
+
+    #[inline]
+    fn idx(&self, a: usize, k: u32) -> usize {
+        (a >> k) - self.level(k).first
+    }
+
+    /// Raw free bit.
+    #[inline]
+    fn f(&self, a: usize, k: u32) -> bool {
+        bitmap::test(self.meta, self.level(k).free_off, self.idx(a, k))
+    }
+
+    /// Raw split bit (always clear at the minimum order).
+    #[inline]
+    fn s(&self, a: usize, k: u32) -> bool {
+        k > self.min && bitmap::test(self.meta, self.level(k).split_off, self.idx(a, k))
+    }
+
+    /// Block `a` of order `k` is free (and covered by the bitmaps).
+    #[inline]
+    pub(crate) fn is_free(&self, a: usize, k: u32) -> bool {
+        match self.index(a, k) {
+            Some(i) => {
+                let l = self.level(k);
+                bitmap::test(self.meta, l.free_off, i)
+                    && !(k > self.min && bitmap::test(self.meta, l.split_off, i))
+            }
+            None => false,
+        }
+    }
+
+    /// Block is an allocated piece that continues into the next one.
+    #[inline]
+    fn is_cont(&self, a: usize, k: u32) -> bool {
+        k > self.min && self.f(a, k) && self.s(a, k)
+    }
+
+    #[inline]
+    fn set_free(&mut self, a: usize, k: u32) {
+        let i = self.idx(a, k);
+        let l = *self.level(k);
+        bitmap::set(self.meta, l.free_off, l.n, l.split_off, i);
+        let r = (k - self.min) as usize;
+        self.free_count[r] += 1;
+        self.nonempty |= 1 << r;
+    }
+
+    #[inline]
+    fn clear_free(&mut self, a: usize, k: u32) {
+        let i = self.idx(a, k);
+        let l = *self.level(k);
+        bitmap::clear(self.meta, l.free_off, l.n, l.split_off, i);
+        let r = (k - self.min) as usize;
+        self.free_count[r] -= 1;
+        if self.free_count[r] == 0 {
+            self.nonempty &= !(1 << r);
+        }
+    }
+
+    #[inline]
+    fn set_split(&mut self, a: usize, k: u32) {
+        let i = self.idx(a, k);
+        let off = self.level(k).split_off;
+        bitmap::set_raw(self.meta, off, i);
+    }
+
+    #[inline]
+    fn clear_split(&mut self, a: usize, k: u32) {
+        let i = self.idx(a, k);
+        let off = self.level(k).split_off;
+        bitmap::clear_raw(self.meta, off, i);
+    }
+
+    /// Marks allocated piece `a` (order > min) as continuing: `F = S = 1`. The split bit goes in
+    /// first, so the summaries never see the free bit.
+    #[inline]
+    fn set_cont(&mut self, a: usize, k: u32) {
+        let i = self.idx(a, k);
+        let l = *self.level(k);
+        bitmap::set_raw(self.meta, l.split_off, i);
+        bitmap::set_raw(self.meta, l.free_off, i);
+    }
+
+    #[inline]
+    fn clear_cont(&mut self, a: usize, k: u32) {
+        let i = self.idx(a, k);
+        let l = *self.level(k);
+        bitmap::clear_raw(self.meta, l.free_off, i);
+        bitmap::clear_raw(self.meta, l.split_off, i);
+    }
+
+    /// The address is inside the usable range.
+    #[inline]
+    pub(crate) fn contains(&self, a: usize) -> bool {
+        a >= self.start && a < self.end
+    }
+
+    /// The address is inside the region as given (usable range, metadata, alignment slack).
+    #[inline]
+    pub(crate) fn owns(&self, a: usize) -> bool {
+        a.wrapping_sub(self.region_start) < self.region_len
+    }
+
+    /// The tree node (a leaf: free or allocated) containing address `p` of the usable range.
+    /// Walks down from the top: `O(top - min)`.
+    #[inline]
+    fn leaf(&self, p: usize) -> (usize, u32) {
+        let mut k = self.top;
+        loop {
+            let a = align_down(p, k);
+            if k > self.min && self.s(a, k) && !self.f(a, k) {
+                k -= 1;
+            } else {
+                return (a, k);
+            }
+        }
+    }
+
+    /// The leaf starting at `q`, searching down from order `k` (`q` aligned to `1 << k` and
+    /// block `(q, k)` a tree node).
+    #[inline]
+    fn leaf_from(&self, q: usize, mut k: u32) -> u32 {
+        while k > self.min && self.s(q, k) && !self.f(q, k) {
+            k -= 1;
+        }
+        k
+    }
+
+    fn cache_slot(&self, a: usize, k: u32) -> Option<usize> {
+        let r = (k - self.min) as usize;
+        if r >= CACHE_ORDERS {
+            return None;
+        }
+        self.cache[r][..self.cache_len[r] as usize]
+            .iter()
+            .position(|&c| c == a)
+    }
+
+    /// Splits free-and-taken block `(a, j)` down to order `k`, keeping the child that contains
+    /// `p` at each step and freeing the other.
+    #[inline]
+    fn split_down(&mut self, p: usize, mut j: u32, k: u32) {
+        while j > k {
+            self.set_split(align_down(p, j), j);
+            j -= 1;
+            let keep = align_down(p, j);
+            self.set_free(keep ^ (1 << j), j);
+            trace!(
+                "buddy: split {:#x} order {} -> {}",
+                align_down(p, j + 1),
+                j + 1,
+                j
+            );
+        }
+    }
+
+    /// Takes one block of order `k`: the deferred cache, then the smallest fitting order in the
+    /// bitmaps (lowest address), then a larger cached block, then after coalescing the cache.
+    /// `O(log n)`.
+    pub(crate) fn alloc_block(&mut self, k: u32) -> Option<usize> {
+        if k > self.top || k < self.min {
+            return None;
+        }
+        let r = (k - self.min) as usize;
+        if r < CACHE_ORDERS && self.cache_len[r] > 0 {
+            self.cache_len[r] -= 1;
+            return Some(self.cache[r][self.cache_len[r] as usize]);
+        }
+        if let Some(a) = self.alloc_from_bitmaps(k) {
+            return Some(a);
+        }
+        for rr in r + 1..CACHE_ORDERS {
+            if self.cache_len[rr] > 0 {
+                self.cache_len[rr] -= 1;
+                let a = self.cache[rr][self.cache_len[rr] as usize];
+                self.split_down(a, self.min + rr as u32, k);
+                return Some(a);
+            }
+        }
+        if self.cache_len[..r.min(CACHE_ORDERS)].iter().any(|&n| n > 0) {
+            self.flush();
+            return self.alloc_from_bitmaps(k);
+        }
+        None
+    }
+
+    #[inline]
+    fn alloc_from_bitmaps(&mut self, k: u32) -> Option<usize> {
+        let r = k - self.min;
+        let mask = self.nonempty & (u64::MAX << r);
+        if mask == 0 {
+            return None;
+        }
+        let j = self.min + mask.trailing_zeros();
+        let l = *self.level(j);
+        let i = bitmap::first(self.meta, l.free_off, l.n, l.split_off)?;
+        let a = (l.first + i) << j;
+        self.clear_free(a, j);
+        self.split_down(a, j, k);
+        Some(a)
+    }
+
+    /// Cuts allocated block `(a, k)` into an exact-fit run of `s` bytes (`s` a multiple of the
+    /// minimum block, `s <= 1 << k`), freeing the tail at once. `O(k - min)`.
+    pub(crate) fn carve(&mut self, mut a: usize, mut k: u32, mut s: usize) {
+        while s != 1 << k {
+            self.set_split(a, k);
+            let h = k - 1;
+            if s > 1 << h {
+                // Left half is a whole piece, and the run goes on in the right half.
+                self.set_cont(a, h);
+                a += 1 << h;
+                s -= 1 << h;
+            } else {
+                self.set_free(a + (1 << h), h);
+            }
+            k = h;
+        }
+    }
+
+    /// Frees block `(a, k)`: into the deferred cache when `cache` and there is room, else merged
+    /// with its free buddies. `O(top - k)`.
+    pub(crate) fn free_block(&mut self, mut a: usize, mut k: u32, cache: bool) {
+        let r = (k - self.min) as usize;
+        if cache && r < CACHE_ORDERS && (self.cache_len[r] as usize) < CACHE_SLOTS {
+            self.cache[r][self.cache_len[r] as usize] = a;
+            self.cache_len[r] += 1;
+            return;
+        }
+        while k < self.top {
+            let b = a ^ (1 << k);
+            if !self.is_free(b, k) {
+                break;
+            }
+            self.clear_free(b, k);
+            a &= !(1 << k);
+            k += 1;
+            self.clear_split(a, k);
+            trace!("buddy: merge {:#x} order {} -> {}", a, k - 1, k);
+        }
+        self.set_free(a, k);
+    }
+
+    /// Frees the run of `s` bytes at `a` (pieces: the binary digits of `s`, largest first).
+    /// A run of one piece may go to the deferred cache if `cache`. `O(log n)`.
+    pub(crate) fn free_run(&mut self, mut a: usize, mut s: usize, cache: bool) {
+        let single = s.is_power_of_two();
+        while s != 0 {
+            let h = floor_log2(s);
+            s -= 1 << h;
+            if s != 0 {
+                self.clear_cont(a, h);
+            }
+            self.free_block(a, h, cache && single);
+            a += 1 << h;
+        }
+    }
+
+    /// Validates a size-less free of `p` (in the usable range, aligned to the minimum block)
+    /// without changing anything; returns the run's size in bytes. `O(log n)`.
+    pub(crate) fn run_at(&self, p: usize) -> Result<usize, crate::FreeError> {
+        use crate::FreeError;
+        let (a, k) = self.leaf(p);
+        if a != p {
+            return Err(FreeError::Interior);
+        }
+        if self.is_free(a, k) || self.cache_slot(a, k).is_some() {
+            return Err(FreeError::DoubleFree);
+        }
+        if p > self.start {
+            let (b, j) = self.leaf(p - 1);
+            if self.is_cont(b, j) {
+                return Err(FreeError::Interior);
+            }
+        }
+        let (mut q, mut k) = (a, k);
+        let mut s = 1usize << k;
+        while self.is_cont(q, k) {
+            q += 1 << k;
+            k = self.leaf_from(q, k);
+            if self.is_free(q, k) {
+                // A continuing piece is always followed by an allocated one.
+                return Err(FreeError::Interior);
+            }
+            s += 1 << k;
+        }
+        Ok(s)
+    }
+
+    /// Takes the run of `s` bytes at `p` (aligned to `1 << k`, `s <= 1 << k`) if that memory is
+    /// free, as an allocation would have made it. Nothing changes when it is not. `O(log n)`.
+    pub(crate) fn claim(&mut self, p: usize, k: u32, s: usize) -> bool {
+        if k > self.top || !self.contains(p) {
+            return false;
+        }
+        let (a, j) = self.leaf(p);
+        if j < k || !self.is_free(a, j) {
+            return false;
+        }
+        self.clear_free(a, j);
+        self.split_down(p, j, k);
+        self.carve(p, k, s);
+        true
+    }
+
+    /// Coalesces every block of the deferred cache into the bitmaps.
+    pub(crate) fn flush(&mut self) {
+        for r in 0..CACHE_ORDERS {
+            while self.cache_len[r] > 0 {
+                self.cache_len[r] -= 1;
+                let a = self.cache[r][self.cache_len[r] as usize];
+                self.free_block(a, self.min + r as u32, false);
+            }
+        }
+        debug!("buddy: deferred cache flushed");
+    }
+
+    /// Adds this tree's free blocks per order (cache included) into `out` (indexed by order).
+    pub(crate) fn add_free_counts(&self, out: &mut [usize; 64]) {
+        for k in self.min..=self.top {
+            let r = (k - self.min) as usize;
+            out[k as usize] += self.free_count[r];
+            if r < CACHE_ORDERS {
+                out[k as usize] += self.cache_len[r] as usize;
+            }
+        }
+    }
+
+    /// The minimum block at `p` (in the usable range) is inside a free or cached block.
+    pub(crate) fn is_free_at(&self, p: usize) -> bool {
+        let (a, k) = self.leaf(p);
+        self.is_free(a, k) || self.cache_slot(a, k).is_some()
+    }
+
+    /// Blocks in the deferred cache.
+    pub(crate) fn cached_blocks(&self) -> usize {
+        self.cache_len.iter().map(|&n| n as usize).sum()
+    }
+
+    /// Order of the largest free block (cache included).
+    pub(crate) fn largest_free_order(&self) -> Option<u32> {
+        let bitmap = (self.nonempty != 0).then(|| self.min + 63 - self.nonempty.leading_zeros());
+        let cached = (0..CACHE_ORDERS)
+            .rev()
+            .find(|&r| self.cache_len[r] > 0)
+            .map(|r| self.min + r as u32);
+        bitmap.max(cached)
+    }
+
+    /// Verifies every invariant of the structure (see the module docs). `O(n)` in minimum blocks.
+    pub(crate) fn check(&self) -> Result<(), crate::CheckError> {
+        let mut counts = [0usize; MAX_ORDERS];
+        let top_first = align_down(self.start, self.top);
+        let mut a = top_first;
+        while a < self.end {
+            self.check_node(a, self.top, &mut counts)?;
+            a += 1 << self.top;
+        }
+        for k in self.min..=self.top {
+            let r = (k - self.min) as usize;
+            let err = |what| crate::CheckError {
+                what,
+                addr: 0,
+                order: k,
+            };
+            if counts[r] != self.free_count[r] {
+                return Err(err("free count differs from the bitmap"));
+            }
+            if (self.nonempty >> r) & 1 != (self.free_count[r] > 0) as u64 {
+                return Err(err("non-empty order mask is stale"));
+            }
+            let l = self.level(k);
+            if !bitmap::summaries_consistent(self.meta, l.free_off, l.n, l.split_off) {
+                return Err(err("summary bits disagree with the free bitmap"));
+            }
+            // No bits past the covered blocks.
+            for i in l.n..words(l.n) * 64 {
+                if bitmap::test(self.meta, l.free_off, i)
+                    || (k > self.min && bitmap::test(self.meta, l.split_off, i))
+                {
+                    return Err(err("bit set past the end of a bitmap"));
+                }
+            }
+        }
+        for r in 0..CACHE_ORDERS {
+            let k = self.min + r as u32;
+            for (n, &c) in self.cache[r][..self.cache_len[r] as usize]
+                .iter()
+                .enumerate()
+            {
+                let err = |what| crate::CheckError {
+                    what,
+                    addr: c,
+                    order: k,
+                };
+                if k > self.top || !self.contains(c) || c % (1 << k) != 0 {
+                    return Err(err("cached block outside the tree"));
+                }
+                if self.leaf(c) != (c, k) || self.f(c, k) {
+                    return Err(err("cached block is not an allocated leaf"));
+                }
+                if self.cache[r][..n].contains(&c) {
+                    return Err(err("block cached twice"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_node(
+        &self,
+        a: usize,
+        k: u32,
+        counts: &mut [usize; MAX_ORDERS],
+    ) -> Result<(), crate::CheckError> {
+        let err = |what| {
+            Err(crate::CheckError {
+                what,
+                addr: a,
+                order: k,
+            })
+        };
+        let end = a + (1 << k);
+        let covered = self.index(a, k).is_some();
+        let (f, s) = if covered {
+            (self.f(a, k), self.s(a, k))
+        } else {
+            (false, false)
+        };
+        if end <= self.start || a >= self.end {
+            // Wholly outside the range (only at the edges of the covered span).
+            if f || s {
+                return err("block outside the region is marked");
+            }
+            return Ok(());
+        }
+        let inside = a >= self.start && end <= self.end;
+        if !inside {
+            if !s || f {
+                return err("block straddling the region edge is not split");
+            }
+        }
+        match (f, s) {
+            (true, false) => {
+                counts[(k - self.min) as usize] += 1;
+                if k < self.top && self.is_free(a ^ (1 << k), k) {
+                    return err("free block has a free buddy (missed merge)");
+                }
+                self.check_clear_below(a, k)
+            }
+            (false, true) => {
+                self.check_node(a, k - 1, counts)?;
+                self.check_node(a + (1 << (k - 1)), k - 1, counts)
+            }
+            (true, true) => {
+                // Continuing piece: the next piece starts right after it and is allocated.
+                let q = end;
+                if q >= self.end {
+                    return err("run continues past the region");
+                }
+                let (b, j) = self.leaf(q);
+                if b != q || self.is_free(b, j) {
+                    return err("run continues into a free or misaligned block");
+                }
+                self.check_clear_below(a, k)
+            }
+            (false, false) => self.check_clear_below(a, k),
+        }
+    }
+
+    /// Below a leaf every bit is zero.
+    fn check_clear_below(&self, a: usize, k: u32) -> Result<(), crate::CheckError> {
+        for j in self.min..k {
+            let mut b = a;
+            while b < a + (1 << k) {
+                if self.f(b, j) || self.s(b, j) {
+                    return Err(crate::CheckError {
+                        what: "bits set below a leaf",
+                        addr: b,
+                        order: j,
+                    });
+                }
+                b += 1 << j;
+            }
+        }
+        Ok(())
+    }
+}

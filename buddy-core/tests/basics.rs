@@ -1,0 +1,213 @@
+//! Behaviours of the heap, one per test.
+
+mod common;
+
+use buddy_core::{AllocError, BlockState, Config, FreeError, Heap};
+use common::heap;
+use std::alloc::Layout;
+
+fn l(size: usize, align: usize) -> Layout {
+    Layout::from_size_align(size, align).unwrap()
+}
+
+#[test]
+fn alloc_128_then_free_gives_back_the_initial_shape() {
+    let mut h = heap(1 << 16, 0, Config::new());
+    let before = h.stats();
+    let p = h.alloc(l(128, 8)).unwrap();
+    assert_eq!(h.stats().live_allocations, 1);
+    assert_eq!(h.stats().allocated_bytes, 128);
+    // SAFETY: live allocation of h.
+    assert_eq!(unsafe { h.free(p) }, Ok(128));
+    h.flush();
+    h.check().unwrap();
+    let after = h.stats();
+    assert_eq!(after.free_blocks, before.free_blocks);
+    assert_eq!(after.free_bytes, before.free_bytes);
+}
+
+#[test]
+fn lowest_address_first() {
+    let mut h = heap(1 << 16, 0, Config::new());
+    let a = h.alloc(l(16, 1)).unwrap().as_ptr() as usize;
+    let b = h.alloc(l(16, 1)).unwrap().as_ptr() as usize;
+    assert_eq!(b, a + 16);
+    let (start, _) = h.ranges().next().unwrap();
+    assert_eq!(a, start);
+}
+
+#[test]
+fn exact_fit_run_of_96_bytes_frees_its_tail_at_once() {
+    let mut h = heap(1 << 16, 0, Config::new());
+    let p = h.alloc(l(96, 8)).unwrap();
+    assert_eq!(h.stats().allocated_bytes, 96);
+    let q = h.alloc(l(32, 32)).unwrap();
+    // The 32-byte tail of the 128-byte block is reused right away.
+    assert_eq!(q.as_ptr() as usize, p.as_ptr() as usize + 96);
+    assert_eq!(h.usable_size(p), Ok(96));
+    // The second piece of the run is an interior pointer.
+    let second = p.as_ptr().wrapping_add(64);
+    assert_eq!(
+        unsafe { h.free(std::ptr::NonNull::new(second).unwrap()) },
+        Err(FreeError::Interior)
+    );
+    // SAFETY: live allocations of h.
+    assert_eq!(unsafe { h.free(p) }, Ok(96));
+    assert_eq!(unsafe { h.free(q) }, Ok(32));
+    h.flush();
+    h.check().unwrap();
+    assert_eq!(h.stats().allocated_bytes, 0);
+}
+
+#[test]
+fn without_exact_fit_requests_round_to_a_power_of_two() {
+    let mut h = heap(1 << 16, 0, Config::new().exact_fit(false));
+    let p = h.alloc(l(96, 8)).unwrap();
+    assert_eq!(h.usable_size(p), Ok(128));
+    assert_eq!(h.stats().allocated_bytes, 128);
+}
+
+#[test]
+fn blocks_are_aligned_to_their_size_in_absolute_addresses() {
+    // A region starting at an odd offset: blocks still land on absolute alignments.
+    let mut h = heap(1 << 18, 48, Config::new());
+    for k in 4..14 {
+        let p = h.alloc(l(1 << k, 1)).unwrap().as_ptr() as usize;
+        assert_eq!(p % (1 << k), 0, "block of 2^{k} at {p:#x}");
+    }
+    h.check().unwrap();
+}
+
+#[test]
+fn every_alignment_up_to_the_largest_block_is_honoured() {
+    let mut h = heap(1 << 20, 0, Config::new());
+    let largest_align = 1usize << h.stats().max_order;
+    let mut align = 1;
+    while align <= largest_align {
+        match h.alloc(l(8, align)) {
+            Ok(p) => {
+                assert_eq!(p.as_ptr() as usize % align, 0);
+                unsafe { h.dealloc(p, l(8, align)) };
+            }
+            Err(AllocError::OutOfMemory { .. }) => {
+                // The largest aligned block may straddle the region edge; allowed only at the top.
+                assert!(align >= largest_align / 2, "align {align} refused");
+            }
+            Err(e) => panic!("align {align}: {e}"),
+        }
+        align *= 2;
+    }
+    assert!(matches!(
+        h.alloc(l(8, largest_align * 2)),
+        Err(AllocError::AlignTooLarge { .. })
+    ));
+    h.check().unwrap();
+}
+
+#[test]
+fn several_regions_serve_one_heap() {
+    let mut h = Heap::new();
+    for _ in 0..3 {
+        let (p, len) = common::region(8192, 0);
+        unsafe { h.add_region(p, len) }.unwrap();
+    }
+    assert_eq!(h.regions(), 3);
+    let mut ptrs = Vec::new();
+    while let Ok(p) = h.alloc(l(1024, 8)) {
+        ptrs.push(p);
+    }
+    let ranges: Vec<_> = h.ranges().collect();
+    for r in &ranges {
+        assert!(
+            ptrs.iter()
+                .any(|p| (r.0..r.1).contains(&(p.as_ptr() as usize)))
+        );
+    }
+    for p in ptrs {
+        unsafe { h.free(p) }.unwrap();
+    }
+    h.flush();
+    h.check().unwrap();
+    assert_eq!(h.stats().allocated_bytes, 0);
+}
+
+#[test]
+fn realloc_grows_in_place_when_the_buddy_is_free() {
+    let mut h = heap(1 << 16, 0, Config::new());
+    let p = h.alloc(l(64, 8)).unwrap();
+    unsafe { common::fill(p.as_ptr(), 64, 7) };
+    let q = unsafe { h.realloc(p, l(64, 8), 200) }.unwrap();
+    assert_eq!(p, q);
+    assert!(unsafe { common::intact(q.as_ptr(), 64, 7) });
+    assert_eq!(h.usable_size(q), Ok(208));
+    h.check().unwrap();
+    // Shrinking is always in place.
+    let r = unsafe { h.realloc(q, l(200, 8), 16) }.unwrap();
+    assert_eq!(r, q);
+    assert_eq!(h.usable_size(r), Ok(16));
+    h.check().unwrap();
+}
+
+#[test]
+fn realloc_moves_when_the_neighbour_is_taken() {
+    let mut h = heap(1 << 16, 0, Config::new());
+    let p = h.alloc(l(64, 8)).unwrap();
+    let _blocker = h.alloc(l(64, 8)).unwrap();
+    unsafe { common::fill(p.as_ptr(), 64, 9) };
+    let q = unsafe { h.realloc(p, l(64, 8), 256) }.unwrap();
+    assert_ne!(p, q);
+    assert!(unsafe { common::intact(q.as_ptr(), 64, 9) });
+    assert_eq!(unsafe { h.free(p) }, Err(FreeError::DoubleFree));
+    h.check().unwrap();
+}
+
+#[test]
+fn block_state_maps_metadata_free_and_used_memory() {
+    let (p, len) = common::region(1 << 14, 0);
+    let mut h = Heap::new();
+    unsafe { h.add_region(p, len) }.unwrap();
+    let (start, end) = h.ranges().next().unwrap();
+    assert_eq!(h.block_state(p as usize), BlockState::Metadata);
+    assert_eq!(h.block_state(start), BlockState::Free);
+    let a = h.alloc(l(16, 1)).unwrap();
+    assert_eq!(h.block_state(a.as_ptr() as usize), BlockState::Used);
+    assert_eq!(h.block_state(end + 4096), BlockState::Outside);
+}
+
+#[test]
+fn stats_display_reads_like_buddyinfo() {
+    let mut h = heap(1 << 16, 0, Config::new());
+    h.alloc(l(100, 8)).unwrap();
+    let text = h.stats().to_string();
+    assert!(text.starts_with("order"), "{text}");
+    assert!(text.contains("16B") && text.contains("1K"), "{text}");
+    assert!(text.contains("live 1 allocations, 112 bytes"), "{text}");
+}
+
+#[test]
+fn page_frames_with_separate_metadata_never_touch_the_frames() {
+    const LEN: usize = 1 << 22;
+    let words = buddy_core::metadata_words(LEN, 4096);
+    let meta: &'static mut [u64] = Box::leak(vec![u64::MAX; words].into_boxed_slice());
+    let (p, len) = common::region(LEN, 0);
+    unsafe { std::ptr::write_bytes(p, 0xA5, len) };
+    let mut h = Heap::with_config(Config::new().min_block(4096).exact_fit(false));
+    unsafe { h.add_region_with_metadata(p, len, meta) }.unwrap();
+    let mut frames = Vec::new();
+    for k in [0, 1, 3, 0, 2, 5] {
+        frames.push((h.alloc(l(4096 << k, 4096 << k)).unwrap(), k));
+    }
+    for (f, k) in frames.drain(..).step_by(2) {
+        unsafe { h.dealloc(f, l(4096 << k, 4096 << k)) };
+    }
+    h.check().unwrap();
+    // SAFETY: the region is ours; the heap never wrote a byte of it.
+    let bytes = unsafe { std::slice::from_raw_parts(p, len) };
+    assert!(bytes.iter().all(|&b| b == 0xA5));
+    let s = h.stats();
+    assert!(
+        s.metadata_bytes * 10_000 <= LEN * 5,
+        "metadata {} bytes",
+        s.metadata_bytes
+    );
+}
