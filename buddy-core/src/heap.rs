@@ -578,12 +578,12 @@ impl Heap {
             Ok(l) => l,
             Err(_) => return fail(self, AllocError::SizeOverflow),
         };
-        let (k_new, s_new) = match self.request(new) {
+        let (_, s_new) = match self.request(new) {
             Ok(r) => r,
             Err(e) => return fail(self, e),
         };
         let p = ptr.as_ptr() as usize;
-        let (Ok((k_old, s_old)), Some(t)) = (self.request(old), self.tree_of(p)) else {
+        let (Ok((_, s_old)), Some(t)) = (self.request(old), self.tree_of(p)) else {
             debug_assert!(
                 false,
                 "realloc of a pointer or layout this heap never handed out"
@@ -596,14 +596,14 @@ impl Heap {
         // In place: give the run back (no cache), then take the new run at the same address.
         let tree = &mut self.trees[t];
         tree.free_run(p, s_old, false);
-        if p % (1 << k_new) == 0 && tree.claim(p, k_new, s_new) {
+        if p % new.align() == 0 && tree.claim(p, s_new) {
             let c = &mut self.counters;
             c.allocated = c.allocated - s_old + s_new;
             c.high_water = c.high_water.max(c.allocated);
             return Ok(ptr);
         }
         // The old run is free and coalesced, so taking it back restores the heap exactly.
-        let restored = tree.claim(p, k_old, s_old);
+        let restored = tree.claim(p, s_old);
         debug_assert!(restored);
         let moved = self.alloc(new)?;
         // SAFETY: both blocks are live allocations of this heap, distinct, and at least

@@ -311,6 +311,19 @@ impl Tree {
         k
     }
 
+    /// The leaf containing `q + 2^h`, the address right after piece `(q, h)`. When `q` is a
+    /// left child its sibling is a tree node and the walk starts there; otherwise (only a run's
+    /// first piece can be a right child) it walks from the top. `O(log n)` either way.
+    #[inline]
+    fn next_leaf(&self, q: usize, h: u32) -> (usize, u32) {
+        let n = q + (1 << h);
+        if q & (1 << h) == 0 && h < self.top {
+            (n, self.leaf_from(n, h))
+        } else {
+            self.leaf(n)
+        }
+    }
+
     fn cache_slot(&self, a: usize, k: u32) -> Option<usize> {
         let r = (k - self.min) as usize;
         if r >= CACHE_ORDERS {
@@ -461,31 +474,58 @@ impl Tree {
         let (mut q, mut k) = (a, k);
         let mut s = 1usize << k;
         while self.is_cont(q, k) {
-            q += 1 << k;
-            k = self.leaf_from(q, k);
-            if self.is_free(q, k) {
+            let (b, j) = self.next_leaf(q, k);
+            if b != q + (1 << k) || self.is_free(b, j) {
                 // A continuing piece is always followed by an allocated one.
                 return Err(FreeError::Interior);
             }
+            (q, k) = (b, j);
             s += 1 << k;
         }
         Ok(s)
     }
 
-    /// Takes the run of `s` bytes at `p` (aligned to `1 << k`, `s <= 1 << k`) if that memory is
-    /// free, as an allocation would have made it. Nothing changes when it is not. `O(log n)`.
-    pub(crate) fn claim(&mut self, p: usize, k: u32, s: usize) -> bool {
-        if k > self.top || !self.contains(p) {
+    /// Takes the run of `s` bytes at `p` (`p` aligned to the run's largest piece) if all of
+    /// `[p, p + s)` is free, cut into pieces as [`carve`](Tree::carve) would. Nothing changes
+    /// when it is not. `O(log n)`: each piece is found from the previous one's sibling.
+    pub(crate) fn claim(&mut self, p: usize, s: usize) -> bool {
+        if s == 0 || !self.contains(p) || p.checked_add(s).is_none_or(|e| e > self.end) {
             return false;
         }
-        let (a, j) = self.leaf(p);
-        if j < k || !self.is_free(a, j) {
+        if p % (1 << floor_log2(s)) != 0 {
             return false;
         }
-        self.clear_free(a, j);
-        self.split_down(p, j, k);
-        self.carve(p, k, s);
-        true
+        // Check, without touching anything.
+        let (mut q, mut rem) = (p, s);
+        let (mut a, mut j) = self.leaf(p);
+        loop {
+            let h = floor_log2(rem);
+            if j < h || !self.is_free(a, j) {
+                return false;
+            }
+            rem -= 1 << h;
+            if rem == 0 || q + (1 << h) + rem <= a + (1 << j) {
+                // The rest of the run lies in this same free block.
+                break;
+            }
+            (a, j) = self.next_leaf(q, h);
+            q += 1 << h;
+        }
+        // Take.
+        let (mut q, mut rem) = (p, s);
+        let (mut a, mut j) = self.leaf(p);
+        loop {
+            let h = floor_log2(rem);
+            rem -= 1 << h;
+            self.clear_free(a, j);
+            self.split_down(q, j, h);
+            if rem == 0 {
+                return true;
+            }
+            self.set_cont(q, h);
+            (a, j) = self.next_leaf(q, h);
+            q += 1 << h;
+        }
     }
 
     /// Coalesces every block of the deferred cache into the bitmaps.

@@ -1,0 +1,345 @@
+//! Property tests: random operation sequences against a simple reference model.
+//!
+//! The model is a list of live allocations. After every step the test checks: alignment, no
+//! overlap, every block inside a region, every live block's contents intact, the heap's own
+//! `check()`, and stats that agree with the model. A refused allocation must be one that no
+//! free block (cached blocks included) could have served. After freeing everything and a
+//! `flush`, the heap is back to its initial shape.
+//!
+//! `scribble_*` adds what out-of-band metadata buys: between operations, every byte of the
+//! regions that is neither metadata nor a live block is overwritten with garbage.
+
+mod common;
+
+use buddy_core::{AllocError, Config, FreeError, Heap};
+use proptest::prelude::*;
+use std::alloc::Layout;
+use std::ptr::NonNull;
+
+#[derive(Clone, Debug)]
+enum Op {
+    Alloc { size: usize, align_shift: u32 },
+    Dealloc(usize),
+    Free(usize),
+    Realloc(usize, usize),
+    FreeInterior(usize, usize),
+    DoubleFree,
+    ForeignFree(usize),
+    Flush,
+}
+
+fn size() -> impl Strategy<Value = usize> {
+    prop_oneof![
+        6 => 1usize..=64,
+        3 => 65usize..=512,
+        2 => 513usize..=4096,
+        1 => 4097usize..=20_000,
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        10 => (size(), 0u32..=9).prop_map(|(size, align_shift)| Op::Alloc { size, align_shift }),
+        4 => any::<usize>().prop_map(Op::Dealloc),
+        4 => any::<usize>().prop_map(Op::Free),
+        3 => (any::<usize>(), size()).prop_map(|(i, s)| Op::Realloc(i, s)),
+        1 => (any::<usize>(), 1usize..4096).prop_map(|(i, o)| Op::FreeInterior(i, o)),
+        1 => Just(Op::DoubleFree),
+        1 => any::<usize>().prop_map(Op::ForeignFree),
+        1 => Just(Op::Flush),
+    ]
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Live {
+    ptr: NonNull<u8>,
+    layout: Layout,
+    handed: usize,
+    id: u64,
+}
+
+struct Harness {
+    heap: Heap,
+    regions: Vec<(*mut u8, usize)>,
+    live: Vec<Live>,
+    freed: Vec<NonNull<u8>>,
+    next_id: u64,
+    config: Config,
+    scribble: bool,
+    round: u8,
+}
+
+impl Harness {
+    fn new(config: Config, regions: &[(usize, usize)], scribble: bool) -> Harness {
+        let mut heap = Heap::with_config(config);
+        let mut rs = Vec::new();
+        for &(len, offset) in regions {
+            let (p, len) = common::region(len, offset);
+            // SAFETY: fresh leaked memory, used only by this heap.
+            unsafe { heap.add_region(p, len) }.unwrap();
+            rs.push((p, len));
+        }
+        Harness { heap, regions: rs, live: Vec::new(), freed: Vec::new(), next_id: 1, config, scribble, round: 0 }
+    }
+
+    /// What the heap should hand out for `layout`: (order, bytes).
+    fn expected(&self, layout: Layout) -> (u32, usize) {
+        let min = self.config.block();
+        let s = layout.size().div_ceil(min) * min;
+        let k = s
+            .next_power_of_two()
+            .trailing_zeros()
+            .max(layout.align().trailing_zeros())
+            .max(min.trailing_zeros());
+        (k, if self.config.is_exact_fit() { s } else { 1 << k })
+    }
+
+    fn pick(&self, i: usize) -> Option<usize> {
+        (!self.live.is_empty()).then(|| i % self.live.len())
+    }
+
+    fn step(&mut self, op: &Op) {
+        match *op {
+            Op::Alloc { size, align_shift } => {
+                let layout = Layout::from_size_align(size, 1 << align_shift).unwrap();
+                let (k, handed) = self.expected(layout);
+                let before = self.heap.stats();
+                match self.heap.alloc(layout) {
+                    Ok(p) => {
+                        let a = p.as_ptr() as usize;
+                        assert_eq!(a % layout.align(), 0, "misaligned");
+                        assert_eq!(a % (1usize << k.min(a.trailing_zeros())), 0);
+                        assert!(
+                            self.heap.ranges().any(|(s, e)| a >= s && a + handed <= e),
+                            "block outside every region"
+                        );
+                        for l in &self.live {
+                            let b = l.ptr.as_ptr() as usize;
+                            assert!(a + handed <= b || b + l.handed <= a, "overlap");
+                        }
+                        assert_eq!(self.heap.usable_size(p), Ok(handed));
+                        let id = self.next_id;
+                        self.next_id += 1;
+                        // SAFETY: a live block of `handed >= size` bytes.
+                        unsafe { common::fill(p.as_ptr(), handed, id) };
+                        self.live.push(Live { ptr: p, layout, handed, id });
+                        self.freed.retain(|&f| f != p);
+                    }
+                    Err(AllocError::OutOfMemory { .. }) => {
+                        // Only when no free block (cache included) was large enough.
+                        assert!(
+                            before.largest_free_block < 1 << k,
+                            "refused {layout:?} with a free block of {}",
+                            before.largest_free_block
+                        );
+                    }
+                    Err(AllocError::TooLarge { .. }) | Err(AllocError::AlignTooLarge { .. }) => {
+                        assert!(1usize << k > 1usize << before.max_order);
+                        assert_eq!(self.heap.stats().free_blocks, before.free_blocks);
+                    }
+                    Err(e) => panic!("unexpected {e}"),
+                }
+            }
+            Op::Dealloc(i) => {
+                if let Some(i) = self.pick(i) {
+                    let l = self.live.swap_remove(i);
+                    // SAFETY: live, allocated with this layout.
+                    unsafe { self.heap.dealloc(l.ptr, l.layout) };
+                    self.freed.push(l.ptr);
+                }
+            }
+            Op::Free(i) => {
+                if let Some(i) = self.pick(i) {
+                    let l = self.live.swap_remove(i);
+                    // SAFETY: live allocation.
+                    assert_eq!(unsafe { self.heap.free(l.ptr) }, Ok(l.handed));
+                    self.freed.push(l.ptr);
+                }
+            }
+            Op::Realloc(i, new_size) => {
+                if let Some(i) = self.pick(i) {
+                    let l = self.live[i];
+                    let new_layout = Layout::from_size_align(new_size, l.layout.align()).unwrap();
+                    let (_, handed) = self.expected(new_layout);
+                    let before = self.heap.stats();
+                    // SAFETY: live allocation with this layout.
+                    match unsafe { self.heap.realloc(l.ptr, l.layout, new_size) } {
+                        Ok(p) => {
+                            // SAFETY: p is live with at least min(old, new) bytes of old data.
+                            assert!(unsafe { common::intact(p.as_ptr(), l.layout.size().min(new_size), l.id) });
+                            // SAFETY: p is live with `handed` bytes.
+                            unsafe { common::fill(p.as_ptr(), handed, l.id) };
+                            self.live[i] = Live { ptr: p, layout: new_layout, handed, id: l.id };
+                            if p != l.ptr {
+                                self.freed.push(l.ptr);
+                            }
+                            self.freed.retain(|&f| f != p);
+                        }
+                        Err(AllocError::OutOfMemory { .. }) | Err(AllocError::TooLarge { .. }) => {
+                            assert_eq!(self.heap.usable_size(l.ptr), Ok(l.handed));
+                            assert_eq!(self.heap.stats().live_allocations, before.live_allocations);
+                        }
+                        Err(e) => panic!("unexpected {e}"),
+                    }
+                }
+            }
+            Op::FreeInterior(i, off) => {
+                if let Some(i) = self.pick(i) {
+                    let l = self.live[i];
+                    let off = 1 + off % (l.handed.max(2) - 1);
+                    let before = self.heap.stats();
+                    let p = NonNull::new(l.ptr.as_ptr().wrapping_add(off)).unwrap();
+                    // SAFETY: an interior pointer: checked and refused.
+                    let r = unsafe { self.heap.free(p) };
+                    assert!(matches!(r, Err(FreeError::Interior) | Err(FreeError::Foreign)), "{r:?}");
+                    assert_eq!(self.heap.stats(), before);
+                }
+            }
+            Op::DoubleFree => {
+                if let Some(&p) = self.freed.last() {
+                    if self.live.iter().all(|l| {
+                        let b = l.ptr.as_ptr() as usize;
+                        let a = p.as_ptr() as usize;
+                        a < b || a >= b + l.handed
+                    }) {
+                        let before = self.heap.stats();
+                        // SAFETY: freed and not reallocated: checked and refused.
+                        let r = unsafe { self.heap.free(p) };
+                        assert!(matches!(r, Err(FreeError::DoubleFree) | Err(FreeError::Interior)), "{r:?}");
+                        assert_eq!(self.heap.stats(), before);
+                    }
+                }
+            }
+            Op::ForeignFree(x) => {
+                let mut stack = [0u8; 64];
+                let p = NonNull::new(stack.as_mut_ptr().wrapping_add(x % 64)).unwrap();
+                let before = self.heap.stats();
+                // SAFETY: a stack pointer: refused.
+                assert_eq!(unsafe { self.heap.free(p) }, Err(FreeError::Foreign));
+                assert_eq!(self.heap.stats(), before);
+            }
+            Op::Flush => self.heap.flush(),
+        }
+        self.verify();
+        if self.scribble {
+            self.scribble_free_memory();
+        }
+    }
+
+    fn verify(&self) {
+        if let Err(e) = self.heap.check() {
+            panic!("{e}");
+        }
+        for l in &self.live {
+            // SAFETY: live blocks.
+            assert!(unsafe { common::intact(l.ptr.as_ptr(), l.handed, l.id) }, "block {:?} clobbered", l.ptr);
+        }
+        let s = self.heap.stats();
+        assert_eq!(s.live_allocations, self.live.len());
+        assert_eq!(s.allocated_bytes, self.live.iter().map(|l| l.handed).sum::<usize>());
+        assert_eq!(s.free_bytes + s.allocated_bytes, s.managed_bytes);
+        assert!(s.high_water_bytes >= s.allocated_bytes);
+    }
+
+    /// Overwrites every byte that is neither metadata nor a live block.
+    fn scribble_free_memory(&mut self) {
+        self.round = self.round.wrapping_add(0x5b);
+        let mut live: Vec<(usize, usize)> =
+            self.live.iter().map(|l| (l.ptr.as_ptr() as usize, l.ptr.as_ptr() as usize + l.handed)).collect();
+        live.sort();
+        let ranges: Vec<_> = self.heap.ranges().collect();
+        for (&(base, _), &(start, end)) in self.regions.iter().zip(&ranges) {
+            let mut a = start;
+            let mut it = live.iter().peekable();
+            while a < end {
+                while it.peek().is_some_and(|&&(_, e)| e <= a) {
+                    it.next();
+                }
+                if let Some(&&(s, e)) = it.peek() {
+                    if s <= a {
+                        a = e;
+                        continue;
+                    }
+                }
+                let stop = it.peek().map_or(end, |&&(s, _)| s.min(end));
+                // SAFETY: inside our region, outside metadata and every live block.
+                unsafe { std::ptr::write_bytes(base.with_addr(a), self.round, stop - a) };
+                a = stop;
+            }
+        }
+    }
+
+    fn finish(mut self, initial: buddy_core::Stats) {
+        for l in std::mem::take(&mut self.live) {
+            // SAFETY: live allocation.
+            assert_eq!(unsafe { self.heap.free(l.ptr) }, Ok(l.handed));
+        }
+        self.heap.flush();
+        self.heap.check().unwrap();
+        let s = self.heap.stats();
+        assert_eq!(s.free_blocks, initial.free_blocks, "heap not back to its initial shape");
+        assert_eq!(s.allocated_bytes, 0);
+        assert_eq!(s.live_allocations, 0);
+    }
+}
+
+fn config() -> impl Strategy<Value = Config> {
+    (prop_oneof![Just(16usize), Just(64)], any::<bool>())
+        .prop_map(|(min, exact)| Config::new().min_block(min).exact_fit(exact))
+}
+
+fn regions() -> impl Strategy<Value = Vec<(usize, usize)>> {
+    prop::collection::vec((prop_oneof![Just(1usize << 14), Just(40_000), Just(1 << 16)], 0usize..300), 1..=2)
+}
+
+fn cases() -> u32 {
+    if cfg!(miri) { 4 } else { 200 }
+}
+
+fn ops() -> impl Strategy<Value = Vec<Op>> {
+    prop::collection::vec(op(), 1..if cfg!(miri) { 40 } else { 300 })
+}
+
+fn run(config: Config, regions: &[(usize, usize)], ops: &[Op], scribble: bool) {
+    let mut h = Harness::new(config, regions, scribble);
+    h.heap.check().unwrap();
+    let initial = h.heap.stats();
+    for op in ops {
+        h.step(op);
+    }
+    h.finish(initial);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_ops_agree_with_the_model(config in config(), regions in regions(), ops in ops()) {
+        run(config, &regions, &ops, false);
+    }
+
+    #[test]
+    fn scribbling_over_free_memory_changes_nothing(config in config(), regions in regions(), ops in ops()) {
+        run(config, &regions, &ops, true);
+    }
+}
+
+#[test]
+fn fill_until_exhausted_then_free_all_restores_the_heap() {
+    for exact in [false, true] {
+        let config = Config::new().exact_fit(exact);
+        let mut h = Harness::new(config, &[(1 << 16, 24)], true);
+        let initial = h.heap.stats();
+        let mut n = 0;
+        for i in 0.. {
+            let before = h.live.len();
+            h.step(&Op::Alloc { size: 24 + (i * 37) % 700, align_shift: (i % 5) as u32 });
+            if h.live.len() == before {
+                break;
+            }
+            n += 1;
+        }
+        assert!(n > 50, "only {n} allocations fit");
+        h.finish(initial);
+    }
+}
