@@ -18,6 +18,17 @@
 
 use crate::order::words;
 
+/// Metadata words touched so far (feature `op-count`, for the complexity tests only).
+#[cfg(feature = "op-count")]
+pub(crate) static WORD_OPS: core::sync::atomic::AtomicUsize =
+    core::sync::atomic::AtomicUsize::new(0);
+
+#[inline(always)]
+fn tick() {
+    #[cfg(feature = "op-count")]
+    WORD_OPS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+}
+
 /// No mask: level 0 counts as it is.
 pub(crate) const NO_MASK: usize = usize::MAX;
 
@@ -45,23 +56,27 @@ fn bit(i: usize) -> u64 {
 /// Tests bit `i` of the flat bitmap at `off`.
 #[inline]
 pub(crate) fn test(meta: &[u64], off: usize, i: usize) -> bool {
+    tick();
     meta[off + i / 64] & bit(i) != 0
 }
 
 /// Sets bit `i` of the flat bitmap at `off` (no summaries).
 #[inline]
 pub(crate) fn set_raw(meta: &mut [u64], off: usize, i: usize) {
+    tick();
     meta[off + i / 64] |= bit(i);
 }
 
 /// Clears bit `i` of the flat bitmap at `off` (no summaries).
 #[inline]
 pub(crate) fn clear_raw(meta: &mut [u64], off: usize, i: usize) {
+    tick();
     meta[off + i / 64] &= !bit(i);
 }
 
 #[inline]
 fn effective(meta: &[u64], off: usize, mask: usize, w: usize) -> u64 {
+    tick();
     let v = meta[off + w];
     if mask == NO_MASK {
         v
@@ -83,6 +98,7 @@ pub(crate) fn set(meta: &mut [u64], off: usize, n: usize, mask: usize, i: usize)
     // Word `w` of level 0 became non-empty: set its summary bit, and so on upwards.
     let (mut off, mut width, mut i) = (off, words(n), w);
     while width > 1 {
+        tick();
         off += width;
         let w = i / 64;
         let before = meta[off + w];
@@ -105,6 +121,7 @@ pub(crate) fn clear(meta: &mut [u64], off: usize, n: usize, mask: usize, i: usiz
     }
     let (mut off, mut width, mut i) = (off, words(n), w);
     while width > 1 {
+        tick();
         off += width;
         let w = i / 64;
         meta[off + w] &= !bit(i);
@@ -133,6 +150,7 @@ pub(crate) fn first(meta: &[u64], off: usize, n: usize, mask: usize) -> Option<u
     }
     let mut i = 0usize;
     for l in (1..levels).rev() {
+        tick();
         let word = meta[offs[l] + i];
         if word == 0 {
             return None;

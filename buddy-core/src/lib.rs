@@ -71,3 +71,11 @@ pub use heap::{BlockState, Config, DEFAULT_MIN_BLOCK, Heap, MAX_REGIONS, metadat
 #[cfg(feature = "spin")]
 pub use locked::LockedHeap;
 pub use stats::Stats;
+
+/// Metadata words read or written so far by all heaps (feature `op-count`; for the tests that
+/// prove the `O(log n)` bound, not for users).
+#[cfg(feature = "op-count")]
+#[doc(hidden)]
+pub fn __word_ops() -> usize {
+    bitmap::WORD_OPS.load(core::sync::atomic::Ordering::Relaxed)
+}

@@ -79,7 +79,16 @@ impl Harness {
             unsafe { heap.add_region(p, len) }.unwrap();
             rs.push((p, len));
         }
-        Harness { heap, regions: rs, live: Vec::new(), freed: Vec::new(), next_id: 1, config, scribble, round: 0 }
+        Harness {
+            heap,
+            regions: rs,
+            live: Vec::new(),
+            freed: Vec::new(),
+            next_id: 1,
+            config,
+            scribble,
+            round: 0,
+        }
     }
 
     /// What the heap should hand out for `layout`: (order, bytes).
@@ -91,7 +100,14 @@ impl Harness {
             .trailing_zeros()
             .max(layout.align().trailing_zeros())
             .max(min.trailing_zeros());
-        (k, if self.config.is_exact_fit() { s } else { 1 << k })
+        (
+            k,
+            if self.config.is_exact_fit() {
+                s
+            } else {
+                1 << k
+            },
+        )
     }
 
     fn pick(&self, i: usize) -> Option<usize> {
@@ -122,7 +138,12 @@ impl Harness {
                         self.next_id += 1;
                         // SAFETY: a live block of `handed >= size` bytes.
                         unsafe { common::fill(p.as_ptr(), handed, id) };
-                        self.live.push(Live { ptr: p, layout, handed, id });
+                        self.live.push(Live {
+                            ptr: p,
+                            layout,
+                            handed,
+                            id,
+                        });
                         self.freed.retain(|&f| f != p);
                     }
                     Err(AllocError::OutOfMemory { .. }) => {
@@ -166,10 +187,17 @@ impl Harness {
                     match unsafe { self.heap.realloc(l.ptr, l.layout, new_size) } {
                         Ok(p) => {
                             // SAFETY: p is live with at least min(old, new) bytes of old data.
-                            assert!(unsafe { common::intact(p.as_ptr(), l.layout.size().min(new_size), l.id) });
+                            assert!(unsafe {
+                                common::intact(p.as_ptr(), l.layout.size().min(new_size), l.id)
+                            });
                             // SAFETY: p is live with `handed` bytes.
                             unsafe { common::fill(p.as_ptr(), handed, l.id) };
-                            self.live[i] = Live { ptr: p, layout: new_layout, handed, id: l.id };
+                            self.live[i] = Live {
+                                ptr: p,
+                                layout: new_layout,
+                                handed,
+                                id: l.id,
+                            };
                             if p != l.ptr {
                                 self.freed.push(l.ptr);
                             }
@@ -191,7 +219,10 @@ impl Harness {
                     let p = NonNull::new(l.ptr.as_ptr().wrapping_add(off)).unwrap();
                     // SAFETY: an interior pointer: checked and refused.
                     let r = unsafe { self.heap.free(p) };
-                    assert!(matches!(r, Err(FreeError::Interior) | Err(FreeError::Foreign)), "{r:?}");
+                    assert!(
+                        matches!(r, Err(FreeError::Interior) | Err(FreeError::Foreign)),
+                        "{r:?}"
+                    );
                     assert_eq!(self.heap.stats(), before);
                 }
             }
@@ -205,7 +236,10 @@ impl Harness {
                         let before = self.heap.stats();
                         // SAFETY: freed and not reallocated: checked and refused.
                         let r = unsafe { self.heap.free(p) };
-                        assert!(matches!(r, Err(FreeError::DoubleFree) | Err(FreeError::Interior)), "{r:?}");
+                        assert!(
+                            matches!(r, Err(FreeError::DoubleFree) | Err(FreeError::Interior)),
+                            "{r:?}"
+                        );
                         assert_eq!(self.heap.stats(), before);
                     }
                 }
@@ -232,11 +266,18 @@ impl Harness {
         }
         for l in &self.live {
             // SAFETY: live blocks.
-            assert!(unsafe { common::intact(l.ptr.as_ptr(), l.handed, l.id) }, "block {:?} clobbered", l.ptr);
+            assert!(
+                unsafe { common::intact(l.ptr.as_ptr(), l.handed, l.id) },
+                "block {:?} clobbered",
+                l.ptr
+            );
         }
         let s = self.heap.stats();
         assert_eq!(s.live_allocations, self.live.len());
-        assert_eq!(s.allocated_bytes, self.live.iter().map(|l| l.handed).sum::<usize>());
+        assert_eq!(
+            s.allocated_bytes,
+            self.live.iter().map(|l| l.handed).sum::<usize>()
+        );
         assert_eq!(s.free_bytes + s.allocated_bytes, s.managed_bytes);
         assert!(s.high_water_bytes >= s.allocated_bytes);
     }
@@ -244,8 +285,11 @@ impl Harness {
     /// Overwrites every byte that is neither metadata nor a live block.
     fn scribble_free_memory(&mut self) {
         self.round = self.round.wrapping_add(0x5b);
-        let mut live: Vec<(usize, usize)> =
-            self.live.iter().map(|l| (l.ptr.as_ptr() as usize, l.ptr.as_ptr() as usize + l.handed)).collect();
+        let mut live: Vec<(usize, usize)> = self
+            .live
+            .iter()
+            .map(|l| (l.ptr.as_ptr() as usize, l.ptr.as_ptr() as usize + l.handed))
+            .collect();
         live.sort();
         let ranges: Vec<_> = self.heap.ranges().collect();
         for (&(base, _), &(start, end)) in self.regions.iter().zip(&ranges) {
@@ -277,7 +321,10 @@ impl Harness {
         self.heap.flush();
         self.heap.check().unwrap();
         let s = self.heap.stats();
-        assert_eq!(s.free_blocks, initial.free_blocks, "heap not back to its initial shape");
+        assert_eq!(
+            s.free_blocks, initial.free_blocks,
+            "heap not back to its initial shape"
+        );
         assert_eq!(s.allocated_bytes, 0);
         assert_eq!(s.live_allocations, 0);
     }
@@ -289,11 +336,21 @@ fn config() -> impl Strategy<Value = Config> {
 }
 
 fn regions() -> impl Strategy<Value = Vec<(usize, usize)>> {
-    prop::collection::vec((prop_oneof![Just(1usize << 14), Just(40_000), Just(1 << 16)], 0usize..300), 1..=2)
+    prop::collection::vec(
+        (
+            prop_oneof![Just(1usize << 14), Just(40_000), Just(1 << 16)],
+            0usize..300,
+        ),
+        1..=2,
+    )
 }
 
 fn cases() -> u32 {
-    if cfg!(miri) { 4 } else { 200 }
+    let default = if cfg!(miri) { 4 } else { 200 };
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn ops() -> impl Strategy<Value = Vec<Op>> {
@@ -333,7 +390,10 @@ fn fill_until_exhausted_then_free_all_restores_the_heap() {
         let mut n = 0;
         for i in 0.. {
             let before = h.live.len();
-            h.step(&Op::Alloc { size: 24 + (i * 37) % 700, align_shift: (i % 5) as u32 });
+            h.step(&Op::Alloc {
+                size: 24 + (i * 37) % 700,
+                align_shift: (i % 5) as u32,
+            });
             if h.live.len() == before {
                 break;
             }

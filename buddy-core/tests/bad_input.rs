@@ -1,0 +1,330 @@
+//! Bad input: each kind gets a clear error and leaves the heap exactly as it was.
+
+mod common;
+
+use buddy_core::{AllocError, Config, FreeError, Heap, MAX_REGIONS, RegionError, metadata_words};
+use std::alloc::Layout;
+use std::ptr::NonNull;
+
+fn l(size: usize, align: usize) -> Layout {
+    Layout::from_size_align(size, align).unwrap()
+}
+
+/// A heap with a few live blocks and some freed ones, and its stats.
+fn busy_heap() -> (Heap, Vec<NonNull<u8>>) {
+    let mut h = common::heap(1 << 16, 0, Config::new());
+    let mut live = Vec::new();
+    for i in 0..20 {
+        live.push(h.alloc(l(16 + i * 40, 8)).unwrap());
+    }
+    for p in live.drain(..10) {
+        unsafe { h.free(p) }.unwrap();
+    }
+    (h, live)
+}
+
+#[track_caller]
+fn unchanged(h: &Heap, before: &buddy_core::Stats) {
+    h.check().unwrap();
+    assert_eq!(&h.stats(), before);
+}
+
+#[test]
+fn double_free_is_reported_and_changes_nothing() {
+    let (mut h, live) = busy_heap();
+    let p = live[3];
+    unsafe { h.free(p) }.unwrap();
+    let before = h.stats();
+    assert_eq!(unsafe { h.free(p) }, Err(FreeError::DoubleFree));
+    unchanged(&h, &before);
+    // Also after the block was coalesced out of the cache.
+    h.flush();
+    let before = h.stats();
+    let r = unsafe { h.free(p) };
+    assert!(
+        matches!(r, Err(FreeError::DoubleFree) | Err(FreeError::Interior)),
+        "{r:?}"
+    );
+    unchanged(&h, &before);
+}
+
+#[test]
+fn foreign_pointers_are_reported_and_change_nothing() {
+    let (mut h, _live) = busy_heap();
+    let before = h.stats();
+    let mut local = 0u64;
+    let boxed = Box::new(0u128);
+    for p in [
+        NonNull::from(&mut local).cast::<u8>(),
+        NonNull::from(&*boxed).cast::<u8>(),
+        NonNull::new(16 as *mut u8).unwrap(),
+        NonNull::new(usize::MAX as *mut u8).unwrap(),
+    ] {
+        assert_eq!(unsafe { h.free(p) }, Err(FreeError::Foreign), "{p:?}");
+    }
+    unchanged(&h, &before);
+}
+
+#[test]
+fn pointers_into_the_metadata_are_foreign() {
+    let (p, len) = common::region(1 << 14, 0);
+    let mut h = Heap::new();
+    unsafe { h.add_region(p, len) }.unwrap();
+    let before = h.stats();
+    assert_eq!(
+        unsafe { h.free(NonNull::new(p).unwrap()) },
+        Err(FreeError::Foreign)
+    );
+    unchanged(&h, &before);
+}
+
+#[test]
+fn interior_pointers_are_reported_and_change_nothing() {
+    let (mut h, live) = busy_heap();
+    let before = h.stats();
+    for &p in &live {
+        let size = h.usable_size(p).unwrap();
+        for off in [1, 8, 16, size / 2, size - 16] {
+            if off == 0 || off >= size {
+                continue;
+            }
+            let q = NonNull::new(p.as_ptr().wrapping_add(off)).unwrap();
+            let r = unsafe { h.free(q) };
+            assert!(
+                matches!(r, Err(FreeError::Interior) | Err(FreeError::Foreign)),
+                "{r:?} at +{off}"
+            );
+        }
+    }
+    unchanged(&h, &before);
+}
+
+#[test]
+fn zero_size_is_an_error() {
+    let (mut h, _live) = busy_heap();
+    let before = h.stats();
+    assert_eq!(h.alloc(l(0, 1)), Err(AllocError::ZeroSize));
+    let s = h.stats();
+    assert_eq!(s.failed_requests, before.failed_requests + 1);
+    assert_eq!(s.free_blocks, before.free_blocks);
+    assert_eq!(s.live_allocations, before.live_allocations);
+}
+
+#[test]
+fn huge_sizes_are_errors_not_panics() {
+    let (mut h, live) = busy_heap();
+    let before = h.stats();
+    // `Layout` caps sizes at isize::MAX; the C face tests usize::MAX itself.
+    for size in [
+        isize::MAX as usize,
+        isize::MAX as usize - 15,
+        1 << 40,
+        (1 << 16) + 1,
+        1 << 62,
+    ] {
+        let layout = Layout::from_size_align(size, 1).unwrap();
+        let r = h.alloc(layout);
+        assert!(
+            matches!(
+                r,
+                Err(AllocError::SizeOverflow) | Err(AllocError::TooLarge { .. })
+            ),
+            "{size}: {r:?}"
+        );
+    }
+    // realloc to a huge size fails and keeps the block.
+    let p = live[0];
+    let old = l(h.usable_size(p).unwrap(), 8);
+    assert!(unsafe { h.realloc(p, old, isize::MAX as usize - 8) }.is_err());
+    assert!(unsafe { h.realloc(p, old, 0) }.is_err());
+    let s = h.stats();
+    assert_eq!(s.free_blocks, before.free_blocks);
+    assert_eq!(s.allocated_bytes, before.allocated_bytes);
+    assert_eq!(s.failed_requests, before.failed_requests + 7);
+    h.check().unwrap();
+}
+
+#[test]
+fn alignment_larger_than_any_block_is_an_error() {
+    let (mut h, _live) = busy_heap();
+    let before = h.stats();
+    let r = h.alloc(l(16, 1 << 20));
+    assert_eq!(r, Err(AllocError::AlignTooLarge { align: 1 << 20 }));
+    assert_eq!(h.stats().free_blocks, before.free_blocks);
+    h.check().unwrap();
+}
+
+#[test]
+fn exhausted_memory_is_an_error_and_changes_nothing() {
+    let mut h = common::heap(1 << 14, 0, Config::new());
+    let mut n = 0;
+    while h.alloc(l(256, 8)).is_ok() {
+        n += 1;
+    }
+    while h.alloc(l(16, 8)).is_ok() {}
+    assert!(n > 10);
+    h.flush();
+    let before = h.stats();
+    assert_eq!(before.largest_free_block, 0);
+    let r = h.alloc(l(16, 8));
+    assert!(matches!(r, Err(AllocError::OutOfMemory { .. })), "{r:?}");
+    let s = h.stats();
+    assert_eq!(s.free_blocks, before.free_blocks);
+    assert_eq!(s.failed_requests, before.failed_requests + 1);
+    h.check().unwrap();
+}
+
+#[test]
+fn an_empty_heap_refuses_with_out_of_memory() {
+    let mut h = Heap::new();
+    assert!(matches!(
+        h.alloc(l(8, 8)),
+        Err(AllocError::OutOfMemory { .. })
+    ));
+    assert_eq!(
+        unsafe { h.free(NonNull::new(64 as *mut u8).unwrap()) },
+        Err(FreeError::Foreign)
+    );
+}
+
+#[test]
+fn null_wrapping_and_tiny_regions_are_refused() {
+    let mut h = Heap::new();
+    assert_eq!(
+        unsafe { h.add_region(std::ptr::null_mut(), 4096) },
+        Err(RegionError::Null)
+    );
+    let high = std::ptr::without_provenance_mut::<u8>(usize::MAX - 100);
+    assert_eq!(unsafe { h.add_region(high, 4096) }, Err(RegionError::Wraps));
+    let (p, _) = common::region(4096, 0);
+    for len in [0, 1, 15, 40] {
+        assert!(
+            matches!(
+                unsafe { h.add_region(p, len) },
+                Err(RegionError::TooSmall { .. })
+            ),
+            "{len}"
+        );
+    }
+    // Separate metadata: one whole aligned block is enough, less is not.
+    let meta: &'static mut [u64] = Box::leak(vec![0u64; 16].into_boxed_slice());
+    let odd = p.wrapping_add(1);
+    assert!(matches!(
+        unsafe { h.add_region_with_metadata(odd, 16, meta) },
+        Err(RegionError::TooSmall { .. })
+    ));
+    assert_eq!(h.regions(), 0);
+}
+
+#[test]
+fn misaligned_regions_work_and_lose_only_the_slack() {
+    let mut h = Heap::new();
+    let (p, len) = common::region(1 << 14, 3);
+    unsafe { h.add_region(p, len) }.unwrap();
+    let (start, end) = h.ranges().next().unwrap();
+    assert_eq!(start % 16, 0);
+    assert_eq!(end % 16, 0);
+    assert!(end <= p as usize + len);
+    let a = h.alloc(l(16, 16)).unwrap();
+    assert_eq!(a.as_ptr() as usize, start);
+    h.check().unwrap();
+}
+
+#[test]
+fn metadata_too_small_and_overlapping_metadata_are_refused() {
+    let mut h = Heap::new();
+    let (p, len) = common::region(1 << 16, 0);
+    let short: &'static mut [u64] = Box::leak(vec![0u64; 3].into_boxed_slice());
+    assert!(matches!(
+        unsafe { h.add_region_with_metadata(p, len, short) },
+        Err(RegionError::MetadataTooSmall { got: 3, .. })
+    ));
+    // Metadata inside the region it describes.
+    let inside: &'static mut [u64] =
+        unsafe { std::slice::from_raw_parts_mut(p.cast::<u64>(), metadata_words(len, 16)) };
+    assert_eq!(
+        unsafe { h.add_region_with_metadata(p, len, inside) },
+        Err(RegionError::Overlaps)
+    );
+    assert_eq!(h.regions(), 0);
+}
+
+#[test]
+fn overlapping_regions_are_refused() {
+    let mut h = Heap::new();
+    let (p, len) = common::region(1 << 14, 0);
+    unsafe { h.add_region(p, len / 2) }.unwrap();
+    let before = h.stats();
+    assert_eq!(
+        unsafe { h.add_region(p.wrapping_add(100), len / 2) },
+        Err(RegionError::Overlaps)
+    );
+    unchanged(&h, &before);
+    unsafe { h.add_region(p.wrapping_add(len / 2), len / 2) }.unwrap();
+    assert_eq!(h.regions(), 2);
+}
+
+#[test]
+fn a_full_heap_refuses_more_regions() {
+    let mut h = Heap::new();
+    for _ in 0..MAX_REGIONS {
+        let (p, len) = common::region(4096, 0);
+        unsafe { h.add_region(p, len) }.unwrap();
+    }
+    let (p, len) = common::region(4096, 0);
+    assert_eq!(unsafe { h.add_region(p, len) }, Err(RegionError::Full));
+}
+
+#[test]
+fn invalid_minimum_blocks_are_refused() {
+    for min in [0, 3, 4, 24, 1 << 41] {
+        let mut h = Heap::with_config(Config::new().min_block(min));
+        let (p, len) = common::region(4096, 0);
+        assert_eq!(
+            unsafe { h.add_region(p, len) },
+            Err(RegionError::BadMinBlock { min_block: min })
+        );
+    }
+    assert_eq!(metadata_words(1 << 20, 24), 0);
+}
+
+#[test]
+fn errors_explain_themselves() {
+    assert_eq!(
+        FreeError::DoubleFree.to_string(),
+        "double free: block is already free"
+    );
+    assert!(
+        AllocError::AlignTooLarge { align: 4096 }
+            .to_string()
+            .contains("4096")
+    );
+    assert!(
+        RegionError::MetadataTooSmall { needed: 9, got: 3 }
+            .to_string()
+            .contains("9 words needed")
+    );
+    let _: &dyn std::error::Error = &RegionError::Null;
+}
+
+#[test]
+fn free_of_arbitrary_addresses_never_panics_or_corrupts() {
+    let (mut h, live) = busy_heap();
+    let (start, end) = h.ranges().next().unwrap();
+    let base = live[0].as_ptr();
+    let live_addrs: Vec<usize> = live.iter().map(|p| p.as_ptr() as usize).collect();
+    let before = h.stats();
+    let mut x = 0x1234_5678_9abc_def1u64;
+    for _ in 0..20_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let a = start.saturating_sub(64) + (x as usize) % (end - start + 128);
+        if live_addrs.contains(&a) || a == 0 {
+            continue;
+        }
+        let p = NonNull::new(base.with_addr(a)).unwrap();
+        assert!(unsafe { h.free(p) }.is_err());
+    }
+    unchanged(&h, &before);
+}
