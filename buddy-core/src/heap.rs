@@ -66,7 +66,10 @@ impl Config {
     }
 
     const fn min_shift(&self) -> Option<u32> {
-        if self.min_block.is_power_of_two() && self.min_block >= 8 && self.min_block <= 1 << 40 {
+        if self.min_block.is_power_of_two()
+            && self.min_block >= 8
+            && self.min_block as u64 <= 1 << 40
+        {
             Some(self.min_block.trailing_zeros())
         } else {
             None

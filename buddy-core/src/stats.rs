@@ -82,7 +82,8 @@ pub(crate) struct Size {
 impl Size {
     /// Power-of-two-friendly short form of `bytes`.
     pub(crate) fn new(bytes: usize) -> Size {
-        const UNITS: [(usize, u8); 4] = [
+        let bytes = bytes as u64;
+        const UNITS: [(u64, u8); 4] = [
             (1 << 40, b'T'),
             (1 << 30, b'G'),
             (1 << 20, b'M'),
@@ -111,7 +112,7 @@ impl Size {
         }
     }
 
-    fn push_num(&mut self, mut n: usize) {
+    fn push_num(&mut self, mut n: u64) {
         let mut digits = [0u8; 20];
         let mut i = 0;
         loop {

@@ -660,10 +660,8 @@ impl Tree {
             return Ok(());
         }
         let inside = a >= self.start && end <= self.end;
-        if !inside {
-            if !s || f {
-                return err("block straddling the region edge is not split");
-            }
+        if !inside && (!s || f) {
+            return err("block straddling the region edge is not split");
         }
         match (f, s) {
             (true, false) => {

@@ -18,6 +18,7 @@ fn busy_heap() -> (Heap, Vec<NonNull<u8>>) {
         live.push(h.alloc(l(16 + i * 40, 8)).unwrap());
     }
     for p in live.drain(..10) {
+        // SAFETY: `free` checks its pointer: a live block is freed, anything else is refused (what the test checks).
         unsafe { h.free(p) }.unwrap();
     }
     (h, live)
@@ -33,13 +34,16 @@ fn unchanged(h: &Heap, before: &buddy_core::Stats) {
 fn double_free_is_reported_and_changes_nothing() {
     let (mut h, live) = busy_heap();
     let p = live[3];
+    // SAFETY: `free` checks its pointer: a live block is freed, anything else is refused (what the test checks).
     unsafe { h.free(p) }.unwrap();
     let before = h.stats();
+    // SAFETY: `free` checks its pointer: a live block is freed, anything else is refused (what the test checks).
     assert_eq!(unsafe { h.free(p) }, Err(FreeError::DoubleFree));
     unchanged(&h, &before);
     // Also after the block was coalesced out of the cache.
     h.flush();
     let before = h.stats();
+    // SAFETY: `free` checks its pointer: a live block is freed, anything else is refused (what the test checks).
     let r = unsafe { h.free(p) };
     assert!(
         matches!(r, Err(FreeError::DoubleFree) | Err(FreeError::Interior)),
@@ -60,6 +64,7 @@ fn foreign_pointers_are_reported_and_change_nothing() {
         NonNull::new(16 as *mut u8).unwrap(),
         NonNull::new(usize::MAX as *mut u8).unwrap(),
     ] {
+        // SAFETY: `free` checks its pointer: a live block is freed, anything else is refused (what the test checks).
         assert_eq!(unsafe { h.free(p) }, Err(FreeError::Foreign), "{p:?}");
     }
     unchanged(&h, &before);
@@ -69,9 +74,11 @@ fn foreign_pointers_are_reported_and_change_nothing() {
 fn pointers_into_the_metadata_are_foreign() {
     let (p, len) = common::region(1 << 14, 0);
     let mut h = Heap::new();
+    // SAFETY: the region is fresh leaked memory that only this heap uses.
     unsafe { h.add_region(p, len) }.unwrap();
     let before = h.stats();
     assert_eq!(
+        // SAFETY: `free` checks its pointer: a live block is freed, anything else is refused (what the test checks).
         unsafe { h.free(NonNull::new(p).unwrap()) },
         Err(FreeError::Foreign)
     );
@@ -89,6 +96,7 @@ fn interior_pointers_are_reported_and_change_nothing() {
                 continue;
             }
             let q = NonNull::new(p.as_ptr().wrapping_add(off)).unwrap();
+            // SAFETY: `free` checks its pointer: a live block is freed, anything else is refused (what the test checks).
             let r = unsafe { h.free(q) };
             assert!(
                 matches!(r, Err(FreeError::Interior) | Err(FreeError::Foreign)),
@@ -135,7 +143,9 @@ fn huge_sizes_are_errors_not_panics() {
     // realloc to a huge size fails and keeps the block.
     let p = live[0];
     let old = l(h.usable_size(p).unwrap(), 8);
+    // SAFETY: the pointer is a live allocation of this heap, with this old layout.
     assert!(unsafe { h.realloc(p, old, isize::MAX as usize - 8) }.is_err());
+    // SAFETY: the pointer is a live allocation of this heap, with this old layout.
     assert!(unsafe { h.realloc(p, old, 0) }.is_err());
     let s = h.stats();
     assert_eq!(s.free_blocks, before.free_blocks);
@@ -182,6 +192,7 @@ fn an_empty_heap_refuses_with_out_of_memory() {
         Err(AllocError::OutOfMemory { .. })
     ));
     assert_eq!(
+        // SAFETY: `free` checks its pointer: a live block is freed, anything else is refused (what the test checks).
         unsafe { h.free(NonNull::new(64 as *mut u8).unwrap()) },
         Err(FreeError::Foreign)
     );
@@ -191,15 +202,18 @@ fn an_empty_heap_refuses_with_out_of_memory() {
 fn null_wrapping_and_tiny_regions_are_refused() {
     let mut h = Heap::new();
     assert_eq!(
+        // SAFETY: the region is fresh leaked memory that only this heap uses.
         unsafe { h.add_region(std::ptr::null_mut(), 4096) },
         Err(RegionError::Null)
     );
     let high = std::ptr::without_provenance_mut::<u8>(usize::MAX - 100);
+    // SAFETY: the region is fresh leaked memory that only this heap uses.
     assert_eq!(unsafe { h.add_region(high, 4096) }, Err(RegionError::Wraps));
     let (p, _) = common::region(4096, 0);
     for len in [0, 1, 15, 40] {
         assert!(
             matches!(
+                // SAFETY: the region is fresh leaked memory that only this heap uses.
                 unsafe { h.add_region(p, len) },
                 Err(RegionError::TooSmall { .. })
             ),
@@ -210,6 +224,7 @@ fn null_wrapping_and_tiny_regions_are_refused() {
     let meta: &'static mut [u64] = Box::leak(vec![0u64; 16].into_boxed_slice());
     let odd = p.wrapping_add(1);
     assert!(matches!(
+        // SAFETY: the region is fresh leaked memory that only this heap uses.
         unsafe { h.add_region_with_metadata(odd, 16, meta) },
         Err(RegionError::TooSmall { .. })
     ));
@@ -220,6 +235,7 @@ fn null_wrapping_and_tiny_regions_are_refused() {
 fn misaligned_regions_work_and_lose_only_the_slack() {
     let mut h = Heap::new();
     let (p, len) = common::region(1 << 14, 3);
+    // SAFETY: the region is fresh leaked memory that only this heap uses.
     unsafe { h.add_region(p, len) }.unwrap();
     let (start, end) = h.ranges().next().unwrap();
     assert_eq!(start % 16, 0);
@@ -236,13 +252,16 @@ fn metadata_too_small_and_overlapping_metadata_are_refused() {
     let (p, len) = common::region(1 << 16, 0);
     let short: &'static mut [u64] = Box::leak(vec![0u64; 3].into_boxed_slice());
     assert!(matches!(
+        // SAFETY: the region is fresh leaked memory that only this heap uses.
         unsafe { h.add_region_with_metadata(p, len, short) },
         Err(RegionError::MetadataTooSmall { got: 3, .. })
     ));
     // Metadata inside the region it describes.
     let inside: &'static mut [u64] =
+        // SAFETY: the range lies inside memory this test owns, and nothing else uses it meanwhile.
         unsafe { std::slice::from_raw_parts_mut(p.cast::<u64>(), metadata_words(len, 16)) };
     assert_eq!(
+        // SAFETY: the region is fresh leaked memory that only this heap uses.
         unsafe { h.add_region_with_metadata(p, len, inside) },
         Err(RegionError::Overlaps)
     );
@@ -253,13 +272,16 @@ fn metadata_too_small_and_overlapping_metadata_are_refused() {
 fn overlapping_regions_are_refused() {
     let mut h = Heap::new();
     let (p, len) = common::region(1 << 14, 0);
+    // SAFETY: the region is fresh leaked memory that only this heap uses.
     unsafe { h.add_region(p, len / 2) }.unwrap();
     let before = h.stats();
     assert_eq!(
+        // SAFETY: the region is fresh leaked memory that only this heap uses.
         unsafe { h.add_region(p.wrapping_add(100), len / 2) },
         Err(RegionError::Overlaps)
     );
     unchanged(&h, &before);
+    // SAFETY: the region is fresh leaked memory that only this heap uses.
     unsafe { h.add_region(p.wrapping_add(len / 2), len / 2) }.unwrap();
     assert_eq!(h.regions(), 2);
 }
@@ -269,9 +291,11 @@ fn a_full_heap_refuses_more_regions() {
     let mut h = Heap::new();
     for _ in 0..MAX_REGIONS {
         let (p, len) = common::region(4096, 0);
+        // SAFETY: the region is fresh leaked memory that only this heap uses.
         unsafe { h.add_region(p, len) }.unwrap();
     }
     let (p, len) = common::region(4096, 0);
+    // SAFETY: the region is fresh leaked memory that only this heap uses.
     assert_eq!(unsafe { h.add_region(p, len) }, Err(RegionError::Full));
 }
 
@@ -281,6 +305,7 @@ fn invalid_minimum_blocks_are_refused() {
         let mut h = Heap::with_config(Config::new().min_block(min));
         let (p, len) = common::region(4096, 0);
         assert_eq!(
+            // SAFETY: the region is fresh leaked memory that only this heap uses.
             unsafe { h.add_region(p, len) },
             Err(RegionError::BadMinBlock { min_block: min })
         );
@@ -324,6 +349,7 @@ fn free_of_arbitrary_addresses_never_panics_or_corrupts() {
             continue;
         }
         let p = NonNull::new(base.with_addr(a)).unwrap();
+        // SAFETY: `free` checks its pointer: a live block is freed, anything else is refused (what the test checks).
         assert!(unsafe { h.free(p) }.is_err());
     }
     unchanged(&h, &before);

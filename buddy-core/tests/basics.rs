@@ -48,11 +48,13 @@ fn exact_fit_run_of_96_bytes_frees_its_tail_at_once() {
     // The second piece of the run is an interior pointer.
     let second = p.as_ptr().wrapping_add(64);
     assert_eq!(
+        // SAFETY: `free` checks its pointer: a live block is freed, anything else is refused (what the test checks).
         unsafe { h.free(std::ptr::NonNull::new(second).unwrap()) },
         Err(FreeError::Interior)
     );
     // SAFETY: live allocations of h.
     assert_eq!(unsafe { h.free(p) }, Ok(96));
+    // SAFETY: `free` checks its pointer: a live block is freed, anything else is refused (what the test checks).
     assert_eq!(unsafe { h.free(q) }, Ok(32));
     h.flush();
     h.check().unwrap();
@@ -87,6 +89,7 @@ fn every_alignment_up_to_the_largest_block_is_honoured() {
         match h.alloc(l(8, align)) {
             Ok(p) => {
                 assert_eq!(p.as_ptr() as usize % align, 0);
+                // SAFETY: the pointer is a live allocation of this heap, with this layout.
                 unsafe { h.dealloc(p, l(8, align)) };
             }
             Err(AllocError::OutOfMemory { .. }) => {
@@ -109,6 +112,7 @@ fn several_regions_serve_one_heap() {
     let mut h = Heap::new();
     for _ in 0..3 {
         let (p, len) = common::region(8192, 0);
+        // SAFETY: the region is fresh leaked memory that only this heap uses.
         unsafe { h.add_region(p, len) }.unwrap();
     }
     assert_eq!(h.regions(), 3);
@@ -124,6 +128,7 @@ fn several_regions_serve_one_heap() {
         );
     }
     for p in ptrs {
+        // SAFETY: `free` checks its pointer: a live block is freed, anything else is refused (what the test checks).
         unsafe { h.free(p) }.unwrap();
     }
     h.flush();
@@ -135,13 +140,17 @@ fn several_regions_serve_one_heap() {
 fn realloc_grows_in_place_when_the_buddy_is_free() {
     let mut h = heap(1 << 16, 0, Config::new());
     let p = h.alloc(l(64, 8)).unwrap();
+    // SAFETY: the range lies inside a live allocation the test owns.
     unsafe { common::fill(p.as_ptr(), 64, 7) };
+    // SAFETY: the pointer is a live allocation of this heap, with this old layout.
     let q = unsafe { h.realloc(p, l(64, 8), 200) }.unwrap();
     assert_eq!(p, q);
+    // SAFETY: the range lies inside a live allocation the test owns.
     assert!(unsafe { common::intact(q.as_ptr(), 64, 7) });
     assert_eq!(h.usable_size(q), Ok(208));
     h.check().unwrap();
     // Shrinking is always in place.
+    // SAFETY: the pointer is a live allocation of this heap, with this old layout.
     let r = unsafe { h.realloc(q, l(200, 8), 16) }.unwrap();
     assert_eq!(r, q);
     assert_eq!(h.usable_size(r), Ok(16));
@@ -153,10 +162,14 @@ fn realloc_moves_when_the_neighbour_is_taken() {
     let mut h = heap(1 << 16, 0, Config::new());
     let p = h.alloc(l(64, 8)).unwrap();
     let _blocker = h.alloc(l(64, 8)).unwrap();
+    // SAFETY: the range lies inside a live allocation the test owns.
     unsafe { common::fill(p.as_ptr(), 64, 9) };
+    // SAFETY: the pointer is a live allocation of this heap, with this old layout.
     let q = unsafe { h.realloc(p, l(64, 8), 256) }.unwrap();
     assert_ne!(p, q);
+    // SAFETY: the range lies inside a live allocation the test owns.
     assert!(unsafe { common::intact(q.as_ptr(), 64, 9) });
+    // SAFETY: `free` checks its pointer: a live block is freed, anything else is refused (what the test checks).
     assert_eq!(unsafe { h.free(p) }, Err(FreeError::DoubleFree));
     h.check().unwrap();
 }
@@ -165,6 +178,7 @@ fn realloc_moves_when_the_neighbour_is_taken() {
 fn block_state_maps_metadata_free_and_used_memory() {
     let (p, len) = common::region(1 << 14, 0);
     let mut h = Heap::new();
+    // SAFETY: the region is fresh leaked memory that only this heap uses.
     unsafe { h.add_region(p, len) }.unwrap();
     let (start, end) = h.ranges().next().unwrap();
     assert_eq!(h.block_state(p as usize), BlockState::Metadata);
@@ -190,14 +204,17 @@ fn page_frames_with_separate_metadata_never_touch_the_frames() {
     let words = buddy_core::metadata_words(LEN, 4096);
     let meta: &'static mut [u64] = Box::leak(vec![u64::MAX; words].into_boxed_slice());
     let (p, len) = common::region(LEN, 0);
+    // SAFETY: the range lies inside memory this test owns.
     unsafe { std::ptr::write_bytes(p, 0xA5, len) };
     let mut h = Heap::with_config(Config::new().min_block(4096).exact_fit(false));
+    // SAFETY: the region is fresh leaked memory that only this heap uses.
     unsafe { h.add_region_with_metadata(p, len, meta) }.unwrap();
     let mut frames = Vec::new();
     for k in [0, 1, 3, 0, 2, 5] {
         frames.push((h.alloc(l(4096 << k, 4096 << k)).unwrap(), k));
     }
     for (f, k) in frames.drain(..).step_by(2) {
+        // SAFETY: the pointer is a live allocation of this heap, with this layout.
         unsafe { h.dealloc(f, l(4096 << k, 4096 << k)) };
     }
     h.check().unwrap();

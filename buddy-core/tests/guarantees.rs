@@ -61,6 +61,7 @@ fn worst_words_per_call(len: usize) -> (usize, u32) {
     let mut odd = Vec::new();
     for (i, p) in live.into_iter().enumerate() {
         if i % 2 == 0 {
+            // SAFETY: `free` checks its pointer: a live block is freed, anything else is refused (what the test checks).
             measure(&mut || assert_eq!(unsafe { h.free(p) }, Ok(16)));
         } else {
             odd.push(p);
@@ -70,14 +71,18 @@ fn worst_words_per_call(len: usize) -> (usize, u32) {
     for _ in 0..50 {
         measure(&mut || assert!(h.alloc(l(64, 64)).is_err()));
         let interior = NonNull::new(odd[0].as_ptr().wrapping_add(8)).unwrap();
+        // SAFETY: `free` checks its pointer: a live block is freed, anything else is refused (what the test checks).
         measure(&mut || assert!(unsafe { h.free(interior) }.is_err()));
     }
     for p in odd.drain(..) {
+        // SAFETY: `free` checks its pointer: a live block is freed, anything else is refused (what the test checks).
         measure(&mut || assert_eq!(unsafe { h.free(p) }, Ok(16)));
     }
     for size in [16, 96, 4000, 1000, 2000] {
         let mut p = h.alloc(l(size, 16)).unwrap();
+        // SAFETY: the pointer is a live allocation of this heap, with this old layout.
         measure(&mut || p = unsafe { h.realloc(p, l(size, 16), size * 3 + 16) }.unwrap());
+        // SAFETY: `free` checks its pointer: a live block is freed, anything else is refused (what the test checks).
         measure(&mut || assert!(unsafe { h.free(p) }.is_ok()));
     }
     (worst, orders)
@@ -114,7 +119,9 @@ fn no_path_allocates() {
     let (q, qlen) = common::region(1 << 18, 0);
     let mut h = Heap::new();
     ARMED.with(|a| a.set(true));
+    // SAFETY: the region is fresh leaked memory that only this heap uses.
     unsafe { h.add_region(p, len) }.unwrap();
+    // SAFETY: the region is fresh leaked memory that only this heap uses.
     unsafe { h.add_region_with_metadata(q, qlen, meta) }.unwrap();
     let mut live: [Option<NonNull<u8>>; 64] = [None; 64];
     let mut x = 12345u64;
@@ -127,12 +134,15 @@ fn no_path_allocates() {
         match live[slot].take() {
             None => live[slot] = h.alloc(l(size, 16)).ok(),
             Some(p) if i % 3 == 0 => {
+                // SAFETY: `free` checks its pointer: a live block is freed, anything else is refused (what the test checks).
                 let r = unsafe { h.free(p) };
                 assert!(r.is_ok());
+                // SAFETY: `free` checks its pointer: a live block is freed, anything else is refused (what the test checks).
                 assert!(unsafe { h.free(p) }.is_err());
             }
             Some(p) => {
                 let sz = h.usable_size(p).unwrap();
+                // SAFETY: the pointer is a live allocation of this heap, with this old layout.
                 live[slot] = unsafe { h.realloc(p, l(sz, 16), size) }.ok().or(Some(p));
             }
         }

@@ -267,6 +267,7 @@ impl Harness {
         for l in &self.live {
             // SAFETY: live blocks.
             assert!(
+                // SAFETY: the range lies inside a live allocation the test owns.
                 unsafe { common::intact(l.ptr.as_ptr(), l.handed, l.id) },
                 "block {:?} clobbered",
                 l.ptr

@@ -1,0 +1,159 @@
+//! `cargo xtask test`: every test, pass by pass, with a summary.
+//!
+//! Each pass is `passed`, `failed`, or `skipped` with one line saying why (a tool this machine
+//! cannot run). The last line reads `N passed, N failed, N skipped`, and the exit code is
+//! non-zero iff a pass failed.
+//!
+//! `--quick` runs only the workspace tests.
+
+use crate::util::{cargo, run as sh};
+
+/// Outcome of one pass.
+pub enum Outcome {
+    Passed,
+    Failed(String),
+    Skipped(String),
+}
+
+/// One pass of the test run.
+pub struct Pass {
+    pub name: &'static str,
+    pub run: fn() -> Outcome,
+}
+
+fn from(r: Result<(), String>) -> Outcome {
+    match r {
+        Ok(()) => Outcome::Passed,
+        Err(e) => Outcome::Failed(e),
+    }
+}
+
+/// All passes, in order.
+fn passes() -> Vec<Pass> {
+    vec![
+        Pass {
+            name: "workspace tests (unit, integration, property, doctests)",
+            run: workspace,
+        },
+        Pass {
+            name: "buddy-core without default features",
+            run: core_no_default,
+        },
+        Pass {
+            name: "buddy-core with the log feature",
+            run: core_log,
+        },
+        Pass {
+            name: "buddy-core builds for bare metal (x86_64-unknown-none, thumbv7em-none-eabihf)",
+            run: no_std_targets,
+        },
+    ]
+}
+
+fn workspace() -> Outcome {
+    from(
+        sh(cargo().args(["test", "--workspace", "--all-targets"]))
+            .and_then(|()| sh(cargo().args(["test", "--workspace", "--doc"]))),
+    )
+}
+
+fn core_no_default() -> Outcome {
+    from(sh(cargo().args([
+        "test",
+        "-p",
+        "buddy-core",
+        "--no-default-features",
+        "--lib",
+        "--tests",
+    ])))
+}
+
+fn core_log() -> Outcome {
+    from(sh(cargo().args([
+        "test",
+        "-p",
+        "buddy-core",
+        "--features",
+        "log",
+        "--lib",
+        "--test",
+        "basics",
+    ])))
+}
+
+/// Bare-metal targets the firmware promise is about.
+const NO_STD_TARGETS: [&str; 2] = ["x86_64-unknown-none", "thumbv7em-none-eabihf"];
+
+fn installed_targets() -> String {
+    std::process::Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+fn no_std_targets() -> Outcome {
+    if !crate::util::have("rustup", "--version") {
+        return Outcome::Skipped("rustup not found, cannot check for bare-metal targets".into());
+    }
+    let installed = installed_targets();
+    let missing: Vec<_> = NO_STD_TARGETS
+        .iter()
+        .filter(|t| !installed.contains(*t))
+        .collect();
+    if !missing.is_empty() {
+        return Outcome::Skipped(format!(
+            "target(s) {missing:?} not installed (`rustup target add` them; .ci/run does)"
+        ));
+    }
+    for t in NO_STD_TARGETS {
+        if let Err(e) = sh(cargo().args(["build", "-p", "buddy-core", "--release", "--target", t]))
+        {
+            return Outcome::Failed(e);
+        }
+    }
+    Outcome::Passed
+}
+
+/// Runs every pass (or only the workspace tests with `--quick`) and prints the summary.
+pub fn run(args: &[String]) -> Result<(), String> {
+    let quick = args.iter().any(|a| a == "--quick");
+    let mut results = Vec::new();
+    for pass in passes() {
+        if quick && results.len() == 1 {
+            break;
+        }
+        eprintln!("\n=== {} ===", pass.name);
+        let outcome = (pass.run)();
+        match &outcome {
+            Outcome::Passed => eprintln!("--- {}: passed", pass.name),
+            Outcome::Failed(e) => eprintln!("--- {}: FAILED: {e}", pass.name),
+            Outcome::Skipped(why) => eprintln!("--- {}: skipped: {why}", pass.name),
+        }
+        results.push((pass.name, outcome));
+    }
+    let (mut p, mut f, mut s) = (0, 0, 0);
+    println!("\nsummary:");
+    for (name, outcome) in &results {
+        match outcome {
+            Outcome::Passed => {
+                p += 1;
+                println!("  passed   {name}");
+            }
+            Outcome::Failed(e) => {
+                f += 1;
+                println!("  FAILED   {name}: {e}");
+            }
+            Outcome::Skipped(why) => {
+                s += 1;
+                println!("  skipped  {name}: {why}");
+            }
+        }
+    }
+    println!("{p} passed, {f} failed, {s} skipped");
+    if f == 0 {
+        Ok(())
+    } else {
+        Err(format!("{f} pass(es) failed"))
+    }
+}
