@@ -404,6 +404,7 @@ impl Tree {
         while s != 1 << k {
             self.set_split(a, k);
             let h = k - 1;
+            trace!("buddy: split {:#x} order {} -> {}", a, k, h);
             if s > 1 << h {
                 // Left half is a whole piece, and the run goes on in the right half.
                 self.set_cont(a, h);

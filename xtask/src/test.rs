@@ -44,6 +44,10 @@ fn passes() -> Vec<Pass> {
             run: core_log,
         },
         Pass {
+            name: "demo runs (cargo xtask demo)",
+            run: demo,
+        },
+        Pass {
             name: "buddy-core builds for bare metal (x86_64-unknown-none, thumbv7em-none-eabihf)",
             run: no_std_targets,
         },
@@ -79,6 +83,10 @@ fn core_log() -> Outcome {
         "--test",
         "basics",
     ])))
+}
+
+fn demo() -> Outcome {
+    from(crate::demo::run(&[]))
 }
 
 /// Bare-metal targets the firmware promise is about.
