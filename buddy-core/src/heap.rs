@@ -160,6 +160,8 @@ pub struct Heap {
     trees: heapless::Vec<Tree, MAX_REGIONS>,
     /// Pointers of the regions as given, to hand out pointers with their provenance.
     bases: heapless::Vec<*mut u8, MAX_REGIONS>,
+    /// Largest order any region can hold (0 without regions).
+    max_top: u32,
     counters: Counters,
 }
 
@@ -195,6 +197,7 @@ impl Heap {
             config,
             trees: heapless::Vec::new(),
             bases: heapless::Vec::new(),
+            max_top: 0,
             counters: Counters {
                 live: 0,
                 allocated: 0,
@@ -376,6 +379,7 @@ impl Heap {
 
     fn push_tree(&mut self, tree: Tree, base: *mut u8) {
         // Both vectors have room: `check_new_region` rejected a full heap, and they grow together.
+        self.max_top = self.max_top.max(tree.top);
         let _ = self.trees.push(tree);
         let _ = self.bases.push(base);
     }
@@ -395,7 +399,7 @@ impl Heap {
         let k = ceil_log2(s).ok_or(AllocError::SizeOverflow)?;
         let a = layout.align().trailing_zeros();
         let k = k.max(a).max(min);
-        let top = self.trees.iter().map(|t| t.top).max();
+        let top = (!self.trees.is_empty()).then_some(self.max_top);
         match top {
             None => return Err(AllocError::OutOfMemory { size }),
             Some(top) if a > top => {

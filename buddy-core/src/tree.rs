@@ -287,18 +287,22 @@ impl Tree {
     }
 
     /// The tree node (a leaf: free or allocated) containing address `p` of the usable range.
-    /// Walks down from the top: `O(top - min)`.
+    ///
+    /// Walks *up* from the minimum order to the first ancestor that is split: below a leaf all
+    /// bits are zero and a leaf itself is never "split" (`S = 1, F = 0`), so the first split
+    /// ancestor is the leaf's parent. Small blocks (the common case) are found in a step or
+    /// two. `O(top - min)`.
     #[inline]
     fn leaf(&self, p: usize) -> (usize, u32) {
-        let mut k = self.top;
-        loop {
-            let a = align_down(p, k);
-            if k > self.min && self.s(a, k) && !self.f(a, k) {
-                k -= 1;
-            } else {
-                return (a, k);
+        let mut k = self.min;
+        while k < self.top {
+            let parent = align_down(p, k + 1);
+            if self.s(parent, k + 1) && !self.f(parent, k + 1) {
+                break;
             }
+            k += 1;
         }
+        (align_down(p, k), k)
     }
 
     /// The leaf starting at `q`, searching down from order `k` (`q` aligned to `1 << k` and
