@@ -302,7 +302,7 @@ impl Heap {
     /// static mut META: [u64; metadata_words(RAM, 4096)] = [0; metadata_words(RAM, 4096)];
     ///
     /// let mut frames = Heap::with_config(Config::new().min_block(4096).exact_fit(false));
-    /// let phys = 0x8000_0000usize as *mut u8; // never dereferenced by the heap
+    /// let phys = core::ptr::without_provenance_mut::<u8>(0x8000_0000); // never dereferenced
     /// // SAFETY: the "RAM" is not used by anything else and META only by this heap.
     /// unsafe { frames.add_region_with_metadata(phys, RAM, &mut *(&raw mut META)) }.unwrap();
     ///
@@ -557,6 +557,74 @@ impl Heap {
         }
     }
 
+    /// Resizes the allocation at `ptr` to `new_size` bytes (alignment `old.align()`) without
+    /// moving it: shrinking always succeeds; growing succeeds when the blocks after the
+    /// allocation are free. For callers that move the data themselves (outside a lock, say).
+    ///
+    /// On success the allocation is `new_size` bytes long and must be freed with the layout
+    /// `(new_size, old.align())`. Nothing is counted as a failed request. Blocks waiting in the
+    /// deferred-coalescing cache count as taken here; [`flush`](Heap::flush) merges them.
+    ///
+    /// ```
+    /// use buddy_core::Heap;
+    /// use core::alloc::Layout;
+    /// let mem = Box::leak(Box::new([core::mem::MaybeUninit::uninit(); 8192]));
+    /// let mut heap = Heap::new();
+    /// heap.add_region_from_slice(mem).unwrap();
+    /// // Aligned to 1 KiB, so that the block can grow to 1 KiB where it is.
+    /// let old = Layout::from_size_align(64, 1024).unwrap();
+    /// let p = heap.alloc(old).unwrap();
+    /// // SAFETY: p is live with layout `old`; the blocks after it are free.
+    /// unsafe { heap.realloc_in_place(p, old, 1024) }.unwrap();
+    /// assert_eq!(heap.usable_size(p), Ok(1024));
+
+    /// ```
+    ///
+    /// # Errors
+    /// [`AllocError::OutOfMemory`] if the neighbouring blocks are not free (or `ptr` is not
+    /// aligned for the new size's largest block); the bad-request errors of
+    /// [`alloc`](Heap::alloc) for a bad `new_size`. The heap is then unchanged.
+    ///
+    /// # Safety
+    /// - `ptr` was allocated by this heap with `old` and is live.
+    ///
+    /// # Time Complexity
+    /// `O(log n)`.
+    pub unsafe fn realloc_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new_size: usize,
+    ) -> Result<(), AllocError> {
+        let new =
+            Layout::from_size_align(new_size, old.align()).map_err(|_| AllocError::SizeOverflow)?;
+        let (_, s_new) = self.request(new)?;
+        let p = ptr.as_ptr() as usize;
+        let (Ok((_, s_old)), Some(t)) = (self.request(old), self.tree_of(p)) else {
+            debug_assert!(
+                false,
+                "realloc of a pointer or layout this heap never handed out"
+            );
+            return Err(AllocError::OutOfMemory { size: new_size });
+        };
+        if s_new == s_old {
+            return Ok(());
+        }
+        // Give the run back (no cache), then take the new run at the same address.
+        let tree = &mut self.trees[t];
+        tree.free_run(p, s_old, false);
+        if p % new.align() == 0 && tree.claim(p, s_new) {
+            let c = &mut self.counters;
+            c.allocated = c.allocated - s_old + s_new;
+            c.high_water = c.high_water.max(c.allocated);
+            return Ok(());
+        }
+        // The old run is free and coalesced, so taking it back restores the heap exactly.
+        let restored = tree.claim(p, s_old);
+        debug_assert!(restored);
+        Err(AllocError::OutOfMemory { size: new_size })
+    }
+
     /// Resizes the allocation at `ptr` to `new_size` bytes (alignment `old.align()`), in place
     /// when the block or its free buddies allow, else by moving it (copying
     /// `min(old.size(), new_size)` bytes: the only time the heap touches managed memory, at
@@ -577,41 +645,22 @@ impl Heap {
         old: Layout,
         new_size: usize,
     ) -> Result<NonNull<u8>, AllocError> {
-        let fail = |h: &mut Heap, e| {
-            h.counters.failed += 1;
-            Err(e)
-        };
         let new = match Layout::from_size_align(new_size, old.align()) {
             Ok(l) => l,
-            Err(_) => return fail(self, AllocError::SizeOverflow),
+            Err(_) => {
+                self.counters.failed += 1;
+                return Err(AllocError::SizeOverflow);
+            }
         };
-        let (_, s_new) = match self.request(new) {
-            Ok(r) => r,
-            Err(e) => return fail(self, e),
-        };
-        let p = ptr.as_ptr() as usize;
-        let (Ok((_, s_old)), Some(t)) = (self.request(old), self.tree_of(p)) else {
-            debug_assert!(
-                false,
-                "realloc of a pointer or layout this heap never handed out"
-            );
-            return fail(self, AllocError::OutOfMemory { size: new_size });
-        };
-        if s_new == s_old {
-            return Ok(ptr);
+        // SAFETY: the caller's contract is `realloc_in_place`'s.
+        match unsafe { self.realloc_in_place(ptr, old, new_size) } {
+            Ok(()) => return Ok(ptr),
+            Err(AllocError::OutOfMemory { .. }) => {}
+            Err(e) => {
+                self.counters.failed += 1;
+                return Err(e);
+            }
         }
-        // In place: give the run back (no cache), then take the new run at the same address.
-        let tree = &mut self.trees[t];
-        tree.free_run(p, s_old, false);
-        if p % new.align() == 0 && tree.claim(p, s_new) {
-            let c = &mut self.counters;
-            c.allocated = c.allocated - s_old + s_new;
-            c.high_water = c.high_water.max(c.allocated);
-            return Ok(ptr);
-        }
-        // The old run is free and coalesced, so taking it back restores the heap exactly.
-        let restored = tree.claim(p, s_old);
-        debug_assert!(restored);
         let moved = self.alloc(new)?;
         // SAFETY: both blocks are live allocations of this heap, distinct, and at least
         // `min(old.size(), new_size)` bytes long.

@@ -62,6 +62,50 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Adds the figures of `other` (another heap's) into `self`, to describe several heaps as
+    /// one: counts, bytes and free blocks are summed; `min_order` becomes the smaller,
+    /// `max_order` and `largest_free_block` the larger. `high_water_bytes` is summed too, so
+    /// for heaps that peaked at different times it is an upper bound of the combined peak.
+    ///
+    /// ```
+    /// use buddy_core::Heap;
+    /// use core::alloc::Layout;
+    /// let mut heaps = [Heap::new(), Heap::new()];
+    /// for h in &mut heaps {
+    ///     h.add_region_from_slice(Box::leak(Box::new([core::mem::MaybeUninit::uninit(); 4096])))
+    ///         .unwrap();
+    ///     h.alloc(Layout::new::<[u8; 64]>()).unwrap();
+    /// }
+    /// let mut total = heaps[0].stats();
+    /// total.merge(&heaps[1].stats());
+    /// assert_eq!((total.live_allocations, total.allocated_bytes, total.regions), (2, 128, 2));
+    /// ```
+    pub fn merge(&mut self, other: &Stats) {
+        for (a, b) in self.free_blocks.iter_mut().zip(other.free_blocks.iter()) {
+            *a += b;
+        }
+        self.min_order = self.min_order.min(other.min_order);
+        self.max_order = self.max_order.max(other.max_order);
+        self.free_bytes += other.free_bytes;
+        self.cached_blocks += other.cached_blocks;
+        self.managed_bytes += other.managed_bytes;
+        self.metadata_bytes += other.metadata_bytes;
+        self.live_allocations += other.live_allocations;
+        self.allocated_bytes += other.allocated_bytes;
+        self.high_water_bytes += other.high_water_bytes;
+        self.requested_bytes_total = self
+            .requested_bytes_total
+            .wrapping_add(other.requested_bytes_total);
+        self.allocated_bytes_total = self
+            .allocated_bytes_total
+            .wrapping_add(other.allocated_bytes_total);
+        self.allocations += other.allocations;
+        self.frees += other.frees;
+        self.failed_requests += other.failed_requests;
+        self.largest_free_block = self.largest_free_block.max(other.largest_free_block);
+        self.regions += other.regions;
+    }
+
     /// Share of the handed-out bytes that was asked for, over the heap's life (1.0 = no
     /// internal fragmentation). 1.0 when nothing was allocated yet.
     pub fn fill_ratio(&self) -> f64 {

@@ -175,6 +175,59 @@ fn realloc_moves_when_the_neighbour_is_taken() {
 }
 
 #[test]
+fn realloc_in_place_never_moves_and_a_refusal_changes_nothing() {
+    let mut h = heap(1 << 16, 0, Config::new());
+    // Aligned to 256, so that it can grow to 256 bytes where it is; its 192-byte tail is free.
+    let p = h.alloc(l(64, 256)).unwrap();
+    let blocker = h.alloc(l(64, 8)).unwrap();
+    assert_eq!(blocker.as_ptr() as usize, p.as_ptr() as usize + 64);
+    let before = h.stats();
+    // SAFETY: p is a live allocation of h with this layout.
+    let refused = unsafe { h.realloc_in_place(p, l(64, 256), 256) };
+    assert_eq!(refused, Err(AllocError::OutOfMemory { size: 256 }));
+    assert_eq!(h.stats(), before, "a refused resize changed the heap");
+    assert_eq!(h.usable_size(p), Ok(64));
+    // SAFETY: live allocation of h.
+    unsafe { h.dealloc(blocker, l(64, 8)) };
+    // A freshly freed block waits in the deferred cache; growth in place needs it merged.
+    h.flush();
+    // SAFETY: as above; now the neighbours are free.
+    unsafe { h.realloc_in_place(p, l(64, 256), 256) }.unwrap();
+    assert_eq!(h.usable_size(p), Ok(256));
+    // SAFETY: as above, with the new layout; shrinking always succeeds.
+    unsafe { h.realloc_in_place(p, l(256, 256), 32) }.unwrap();
+    assert_eq!(h.usable_size(p), Ok(32));
+    assert_eq!(h.stats().failed_requests, 0);
+    h.check().unwrap();
+}
+
+#[test]
+fn merged_stats_add_up_two_heaps() {
+    let mut a = heap(1 << 14, 0, Config::new());
+    let mut b = heap(1 << 15, 0, Config::new());
+    a.alloc(l(100, 8)).unwrap();
+    b.alloc(l(1000, 8)).unwrap();
+    let _ = b.alloc(l(1 << 20, 8));
+    let (sa, sb) = (a.stats(), b.stats());
+    let mut m = sa;
+    m.merge(&sb);
+    assert_eq!(m.live_allocations, 2);
+    assert_eq!(m.allocated_bytes, sa.allocated_bytes + sb.allocated_bytes);
+    assert_eq!(m.free_bytes, sa.free_bytes + sb.free_bytes);
+    assert_eq!(m.managed_bytes, sa.managed_bytes + sb.managed_bytes);
+    assert_eq!(m.failed_requests, 1);
+    assert_eq!(m.regions, 2);
+    assert_eq!(
+        m.largest_free_block,
+        sa.largest_free_block.max(sb.largest_free_block)
+    );
+    assert_eq!(m.max_order, sa.max_order.max(sb.max_order));
+    for k in 0..64 {
+        assert_eq!(m.free_blocks[k], sa.free_blocks[k] + sb.free_blocks[k]);
+    }
+}
+
+#[test]
 fn block_state_maps_metadata_free_and_used_memory() {
     let (p, len) = common::region(1 << 14, 0);
     let mut h = Heap::new();
