@@ -577,7 +577,6 @@ impl Heap {
     /// // SAFETY: p is live with layout `old`; the blocks after it are free.
     /// unsafe { heap.realloc_in_place(p, old, 1024) }.unwrap();
     /// assert_eq!(heap.usable_size(p), Ok(1024));
-
     /// ```
     ///
     /// # Errors
