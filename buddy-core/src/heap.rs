@@ -612,7 +612,7 @@ impl Heap {
         // Give the run back (no cache), then take the new run at the same address.
         let tree = &mut self.trees[t];
         tree.free_run(p, s_old, false);
-        if p % new.align() == 0 && tree.claim(p, s_new) {
+        if tree.claim(p, s_new) {
             let c = &mut self.counters;
             c.allocated = c.allocated - s_old + s_new;
             c.high_water = c.high_water.max(c.allocated);

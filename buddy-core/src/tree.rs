@@ -315,17 +315,34 @@ impl Tree {
         k
     }
 
-    /// The leaf containing `q + 2^h`, the address right after piece `(q, h)`. When `q` is a
-    /// left child its sibling is a tree node and the walk starts there; otherwise (only a run's
-    /// first piece can be a right child) it walks from the top. `O(log n)` either way.
+    /// The leaf containing `n = q + 2^h`, the address right after piece `(q, h)`.
+    ///
+    /// Walks up from order `h` to the first split ancestor of `n`; if that is `n`'s parent at
+    /// `h + 1`, block `(n, h)` is a tree node and the leaf is found walking down from it.
+    /// `O(|h' - h|)` for a next piece of order `h'`, so walking a whole run is `O(log n)`.
     #[inline]
     fn next_leaf(&self, q: usize, h: u32) -> (usize, u32) {
         let n = q + (1 << h);
-        if q & (1 << h) == 0 && h < self.top {
+        let mut k = h;
+        while k < self.top {
+            let parent = align_down(n, k + 1);
+            if self.s(parent, k + 1) && !self.f(parent, k + 1) {
+                break;
+            }
+            k += 1;
+        }
+        if k == h {
             (n, self.leaf_from(n, h))
         } else {
-            self.leaf(n)
+            (align_down(n, k), k)
         }
+    }
+
+    /// Order of the next piece of a run over `[q, q + rem)`: the largest block aligned at `q`
+    /// that fits (the greedy decomposition, largest blocks in the middle).
+    #[inline]
+    fn piece(&self, q: usize, rem: usize) -> u32 {
+        q.trailing_zeros().min(floor_log2(rem)).min(self.top)
     }
 
     fn cache_slot(&self, a: usize, k: u32) -> Option<usize> {
@@ -444,14 +461,16 @@ impl Tree {
         self.set_free(a, k);
     }
 
-    /// Frees the run of `s` bytes at `a` (pieces: the binary digits of `s`, largest first).
-    /// A run of one piece may go to the deferred cache if `cache`. `O(log n)`.
-    pub(crate) fn free_run(&mut self, mut a: usize, mut s: usize, cache: bool) {
-        let single = s.is_power_of_two();
-        while s != 0 {
-            let h = floor_log2(s);
-            s -= 1 << h;
-            if s != 0 {
+    /// Frees the run of `s` bytes at `a` (its pieces: the greedy decomposition of `[a, a + s)`
+    /// into aligned blocks). A run of one piece may go to the deferred cache if `cache`.
+    /// `O(log n)`.
+    pub(crate) fn free_run(&mut self, mut a: usize, s: usize, cache: bool) {
+        let single = self.piece(a, s) == floor_log2(s) && s.is_power_of_two();
+        let mut rem = s;
+        while rem != 0 {
+            let h = self.piece(a, rem);
+            rem -= 1 << h;
+            if rem != 0 {
                 self.clear_cont(a, h);
             }
             self.free_block(a, h, cache && single);
@@ -490,21 +509,24 @@ impl Tree {
         Ok(s)
     }
 
-    /// Takes the run of `s` bytes at `p` (`p` aligned to the run's largest piece) if all of
-    /// `[p, p + s)` is free, cut into pieces as [`carve`](Tree::carve) would. Nothing changes
-    /// when it is not. `O(log n)`: each piece is found from the previous one's sibling.
+    /// Takes the run of `s` bytes at `p` (a multiple of the minimum block) if all of
+    /// `[p, p + s)` is free, cut into the greedy pieces (as [`carve`](Tree::carve) does for a
+    /// run at the start of its block). Nothing changes when it is not. `O(log n)`: each piece's
+    /// leaf is found from the previous piece.
     pub(crate) fn claim(&mut self, p: usize, s: usize) -> bool {
         if s == 0 || !self.contains(p) || p.checked_add(s).is_none_or(|e| e > self.end) {
             return false;
         }
-        if p % (1 << floor_log2(s)) != 0 {
+        // A piece of the minimum order has no split bit, so it cannot say "the run goes on":
+        // only the last piece may be that small, so the first one must be larger.
+        if s != 1 << self.min && p & (1 << self.min) != 0 {
             return false;
         }
         // Check, without touching anything.
         let (mut q, mut rem) = (p, s);
         let (mut a, mut j) = self.leaf(p);
         loop {
-            let h = floor_log2(rem);
+            let h = self.piece(q, rem);
             if j < h || !self.is_free(a, j) {
                 return false;
             }
@@ -520,7 +542,7 @@ impl Tree {
         let (mut q, mut rem) = (p, s);
         let (mut a, mut j) = self.leaf(p);
         loop {
-            let h = floor_log2(rem);
+            let h = self.piece(q, rem);
             rem -= 1 << h;
             self.clear_free(a, j);
             self.split_down(q, j, h);

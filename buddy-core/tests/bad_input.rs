@@ -61,8 +61,8 @@ fn foreign_pointers_are_reported_and_change_nothing() {
     for p in [
         NonNull::from(&mut local).cast::<u8>(),
         NonNull::from(&*boxed).cast::<u8>(),
-        NonNull::new(16 as *mut u8).unwrap(),
-        NonNull::new(usize::MAX as *mut u8).unwrap(),
+        NonNull::new(std::ptr::without_provenance_mut::<u8>(16)).unwrap(),
+        NonNull::new(std::ptr::without_provenance_mut::<u8>(usize::MAX)).unwrap(),
     ] {
         // SAFETY: `free` checks its pointer: a live block is freed, anything else is refused (what the test checks).
         assert_eq!(unsafe { h.free(p) }, Err(FreeError::Foreign), "{p:?}");
@@ -193,7 +193,7 @@ fn an_empty_heap_refuses_with_out_of_memory() {
     ));
     assert_eq!(
         // SAFETY: `free` checks its pointer: a live block is freed, anything else is refused (what the test checks).
-        unsafe { h.free(NonNull::new(64 as *mut u8).unwrap()) },
+        unsafe { h.free(NonNull::new(std::ptr::without_provenance_mut::<u8>(64)).unwrap()) },
         Err(FreeError::Foreign)
     );
 }
