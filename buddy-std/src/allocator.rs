@@ -1,0 +1,1278 @@
+//! The allocator: chunks of OS memory, each a buddy heap behind its own lock, spread over
+//! shards; [`GlobalAlloc`] and [`Allocator`]. The only module of the crate with `unsafe`.
+//!
+//! # Memory layout
+//!
+//! On first use two ranges are reserved from the OS (virtual memory only; pages are touched as
+//! they are used):
+//!
+//! ```text
+//! arena (aligned to the chunk size)       directory (page-aligned)
+//! +---------+---------+-----+---------+   +--------------------+-----+----------------+
+//! | chunk 0 | chunk 1 | ... | chunk n |   | header 0 | bitmaps | ... | direct mappings |
+//! +---------+---------+-----+---------+   +--------------------+-----+----------------+
+//!   each chunk: one buddy `Heap`            header i: its owner shard and its `Heap`
+//!   (all of it usable, largest block =      behind a lock; bitmaps i: that heap's
+//!   the chunk)                              metadata (never inside the chunk)
+//! ```
+//!
+//! The chunk of an address is `(addr - arena) >> chunk_shift`: `O(1)`, no table, no lock.
+//! Chunks are initialised one at a time, as the allocator grows, up to the memory limit; they
+//! are never handed back (purging gives their pages back instead).
+//!
+//! # Why this design
+//!
+//! - **One reservation, chunks inside it.** The address-to-chunk lookup every `dealloc` needs
+//!   is a subtraction and a shift. Growing is a few hundred nanoseconds of metadata setup
+//!   under the growth lock, with no system call. The metadata lives in the directory, so a
+//!   chunk's whole power-of-two range is usable and blocks up to the chunk size exist. If the
+//!   OS refuses the whole range (`ulimit -v`, strict overcommit, valgrind), half of it is
+//!   tried, and so on down to one chunk.
+//! - **A lock per chunk, shards of chunks.** A thread allocates from its shard's current chunk
+//!   (threads take shards round-robin by a thread ordinal); a free locks the chunk the block
+//!   lives in, whichever thread frees it, so a cross-thread free needs no message passing and
+//!   contends only with that chunk's users. Measured with `examples/scaling.rs`; see the crate
+//!   docs for the figures.
+//! - **Requests larger than a chunk** get a mapping of their own, recorded in a fixed table in
+//!   the directory (so size-less frees and `usable_size` work without allocating).
+//! - **Purging outside the lock.** A freed allocation of at least the purge threshold is
+//!   `madvise`d before it is handed back to its heap: it is still the caller's then, so no
+//!   other thread can be using it, and no lock is held during the system call.
+//! - **Never re-enters itself.** Nothing here allocates through the global allocator, formats,
+//!   or prints; the OS layer (`rustix`) does not allocate either.
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::fmt;
+use core::mem::size_of;
+use core::ptr::{self, NonNull};
+
+use allocator_api2::alloc::{AllocError, Allocator};
+use buddy_core::{CheckError, FreeError, Heap, metadata_words};
+use buddy_mmap::{Errno, Os, SystemOs, page_size};
+
+use crate::config::{Config, ConfigError, MAX_SHARDS, Purge};
+use crate::stats::{OsStats, Stats};
+use crate::sync::{
+    self, AtomicPtr, AtomicU8, AtomicUsize, Mutex, Ordering::Acquire, Ordering::Relaxed,
+    Ordering::Release, loom_const_fn,
+};
+
+/// `state`: nothing reserved yet (or the last attempt failed).
+const UNINIT: u8 = 0;
+/// `state`: a thread is reserving the ranges; the others wait.
+const BUSY: u8 = 1;
+/// `state`: the ranges are reserved and `arena`, `dir`, `capacity` are set.
+const READY: u8 = 2;
+
+/// The header of a chunk, at the start of its stride in the directory.
+struct Chunk {
+    /// The shard whose thread grew this chunk; that shard's threads allocate here.
+    owner: usize,
+    /// The chunk's buddy heap: one region, the whole chunk, metadata in the directory.
+    heap: Mutex<Heap>,
+}
+
+/// A slot of the direct-mapping table; `ptr` null means empty. Guarded by `BuddyAlloc::direct`.
+#[derive(Clone, Copy)]
+struct Direct {
+    ptr: *mut u8,
+    len: usize,
+    align: usize,
+}
+
+/// Where things are in the directory; fixed by the [`Config`], computed at compile time.
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    chunk_shift: u32,
+    max_chunks: usize,
+    /// Bytes from a header to its metadata.
+    header: usize,
+    /// Metadata words of one chunk.
+    meta_words: usize,
+    /// Bytes from one header to the next.
+    stride: usize,
+    /// Offset of the direct-mapping table (`max_chunks` slots).
+    table: usize,
+    /// Bytes of the whole directory (before rounding up to pages).
+    dir_bytes: usize,
+}
+
+const fn round_up(x: usize, to: usize) -> usize {
+    x.div_ceil(to) * to
+}
+
+impl Geometry {
+    /// The directory of a valid `config` ([`Config::validate`] bounds every product here).
+    const fn new(config: &Config) -> Geometry {
+        let chunk = config.chunk_bytes();
+        let max_chunks = config.max_chunks();
+        let header = round_up(size_of::<Chunk>(), 64);
+        let meta_words = metadata_words(chunk, config.min_block_bytes());
+        let stride = round_up(header + meta_words * 8, 64);
+        let table = max_chunks * stride;
+        Geometry {
+            chunk_shift: chunk.trailing_zeros(),
+            max_chunks,
+            header,
+            meta_words,
+            stride,
+            table,
+            dir_bytes: table + max_chunks * size_of::<Direct>(),
+        }
+    }
+}
+
+/// Counters that only slow paths touch.
+struct Counters {
+    failed: AtomicUsize,
+    purges: AtomicUsize,
+    purged_bytes: AtomicUsize,
+    purge_failures: AtomicUsize,
+    map_failures: AtomicUsize,
+    direct_bytes: AtomicUsize,
+}
+
+impl Counters {
+    loom_const_fn! {
+        const fn new() -> Counters {
+            Counters {
+                failed: AtomicUsize::new(0),
+                purges: AtomicUsize::new(0),
+                purged_bytes: AtomicUsize::new(0),
+                purge_failures: AtomicUsize::new(0),
+                map_failures: AtomicUsize::new(0),
+                direct_bytes: AtomicUsize::new(0),
+            }
+        }
+    }
+}
+
+/// What [`BuddyAlloc::grow`] did.
+enum Grown {
+    /// A new chunk, now the shard's current one.
+    New(usize),
+    /// Another thread changed the shard's current chunk meanwhile: try that one first.
+    Changed(usize),
+    /// The limit (or the reserved range) is reached.
+    Full,
+}
+
+/// A thread-safe buddy allocator over memory from the OS: a `#[global_allocator]`, or an
+/// [`Allocator`] for collections through `&BuddyAlloc`.
+///
+/// ```
+/// use buddy_std::BuddyAlloc;
+///
+/// #[global_allocator]
+/// static GLOBAL: BuddyAlloc = BuddyAlloc::new();
+///
+/// fn main() {
+///     let v: Vec<u64> = (0..1000).collect();
+///     assert_eq!(v.iter().sum::<u64>(), 499_500);
+///     assert!(GLOBAL.stats().live_allocations() >= 1);
+/// }
+/// ```
+///
+/// `new` reserves nothing: the first allocation reserves the address range up to the
+/// [memory limit](Config::memory_limit) (virtual memory only) and sets up the first chunk.
+/// Chunks (64 MiB by default) are buddy heaps of [`buddy_core`], each behind its own lock,
+/// grouped into [shards](Config::shards) that threads spread over. Requests larger than a
+/// chunk get a mapping of their own. Past the limit, allocation returns null (or
+/// [`AllocError`]); the allocator never aborts by itself.
+///
+/// The OS layer is a type parameter ([`SystemOs`] by default) so tests can inject faults with
+/// [`buddy_mmap::FaultyOs`] (see [`with_os`](BuddyAlloc::with_os)).
+///
+/// Dropping a `BuddyAlloc` (one that is not a `static`) gives all its memory back to the OS:
+/// the borrow checker makes sure nothing allocated from it through `&BuddyAlloc` outlives it.
+pub struct BuddyAlloc<O: Os = SystemOs> {
+    config: Config,
+    geo: Geometry,
+    os: O,
+    /// `UNINIT` → `BUSY` → `READY`; back to `UNINIT` if the OS refused the reservation.
+    state: AtomicU8,
+    /// Start of the arena (chunk-aligned); set before `state` becomes `READY`.
+    arena: AtomicPtr<u8>,
+    /// Start of the directory; set before `state` becomes `READY`.
+    dir: AtomicPtr<u8>,
+    /// Chunks the arena has room for; set before `state` becomes `READY`.
+    capacity: AtomicUsize,
+    /// Chunks initialised: header `i` is valid iff `i < active`. Stored (with `Release`) only
+    /// under `grow`, after the header is written.
+    active: AtomicUsize,
+    /// Serialises growth.
+    grow: Mutex<()>,
+    /// Guards the direct-mapping table; holds the number of live direct mappings.
+    direct: Mutex<usize>,
+    /// The current chunk of each shard (`usize::MAX` until the shard grows its first one).
+    /// Always `usize::MAX` or `< active` for a reader that loads it with `Acquire`.
+    current: [AtomicUsize; MAX_SHARDS],
+    /// Bytes counted against the limit: initialised chunks and live direct mappings.
+    committed: AtomicUsize,
+    counters: Counters,
+}
+
+impl BuddyAlloc<SystemOs> {
+    loom_const_fn! {
+        /// An allocator with the default [`Config`], taking memory from the OS. Reserves
+        /// nothing until the first allocation.
+        #[must_use]
+        pub const fn new() -> BuddyAlloc {
+            BuddyAlloc::with_config(Config::new())
+        }
+    }
+
+    loom_const_fn! {
+        /// An allocator with `config`, taking memory from the OS.
+        ///
+        /// # Panics
+        /// If [`config.validate()`](Config::validate) fails: at compile time in a `static`.
+        #[must_use]
+        pub const fn with_config(config: Config) -> BuddyAlloc {
+            BuddyAlloc::with_os(config, SystemOs)
+        }
+    }
+}
+
+impl Default for BuddyAlloc<SystemOs> {
+    fn default() -> Self {
+        BuddyAlloc::new()
+    }
+}
+
+impl<O: Os> BuddyAlloc<O> {
+    loom_const_fn! {
+        /// An allocator with `config` that takes its memory through `os`: a
+        /// [`FaultyOs`](buddy_mmap::FaultyOs) to test what happens when the OS refuses, or a
+        /// reference to one (`&FaultyOs` is an [`Os`]) to watch its counters.
+        ///
+        /// ```
+        /// use buddy_mmap::FaultyOs;
+        /// use buddy_std::{BuddyAlloc, Config};
+        /// use std::alloc::{GlobalAlloc, Layout};
+        ///
+        /// static OS: FaultyOs = FaultyOs::new();
+        /// static A: BuddyAlloc<&FaultyOs> = BuddyAlloc::with_os(Config::new(), &OS);
+        ///
+        /// OS.set_maps_left(0); // the OS refuses every mapping from now on
+        /// // SAFETY: a valid, non-zero layout.
+        /// assert!(unsafe { A.alloc(Layout::new::<u64>()) }.is_null());
+        /// OS.set_maps_left(usize::MAX); // and now it does not: the allocator recovers
+        /// // SAFETY: as above.
+        /// let p = unsafe { A.alloc(Layout::new::<u64>()) };
+        /// assert!(!p.is_null());
+        /// // SAFETY: allocated above with this layout.
+        /// unsafe { A.dealloc(p, Layout::new::<u64>()) };
+        /// ```
+        ///
+        /// # Panics
+        /// If [`config.validate()`](Config::validate) fails: at compile time in a `static`.
+        #[must_use]
+        pub const fn with_os(config: Config, os: O) -> BuddyAlloc<O> {
+            if let Err(e) = config.validate() {
+                panic!("{}", e.message());
+            }
+            BuddyAlloc {
+                config,
+                geo: Geometry::new(&config),
+                os,
+                state: AtomicU8::new(UNINIT),
+                arena: AtomicPtr::new(ptr::null_mut()),
+                dir: AtomicPtr::new(ptr::null_mut()),
+                capacity: AtomicUsize::new(0),
+                active: AtomicUsize::new(0),
+                grow: Mutex::new(()),
+                direct: Mutex::new(0),
+                current: sync::unset_atomics(),
+                committed: AtomicUsize::new(0),
+                counters: Counters::new(),
+            }
+        }
+    }
+
+    /// The configuration.
+    pub const fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The OS layer.
+    pub const fn os(&self) -> &O {
+        &self.os
+    }
+
+    // ----- initialisation -----
+
+    /// Reserves the arena and the directory unless done; `false` if the OS refused.
+    #[inline]
+    fn ready(&self) -> bool {
+        self.state.load(Acquire) == READY || self.init().is_ok()
+    }
+
+    /// Runs the reservation exactly once among racing threads; the losers wait for it. After
+    /// a failure the state goes back to `UNINIT`, so a later call tries again.
+    #[cold]
+    fn init(&self) -> Result<(), Errno> {
+        let mut round = 0;
+        loop {
+            match self.state.compare_exchange(UNINIT, BUSY, Acquire, Acquire) {
+                Ok(_) => {
+                    let r = self.reserve();
+                    self.state
+                        .store(if r.is_ok() { READY } else { UNINIT }, Release);
+                    return r;
+                }
+                Err(READY) => return Ok(()),
+                Err(_) => sync::wait(&mut round),
+            }
+        }
+    }
+
+    fn map(&self, len: usize, align: usize) -> Result<NonNull<u8>, Errno> {
+        self.os.map(len, align).inspect_err(|_| {
+            self.counters.map_failures.fetch_add(1, Relaxed);
+        })
+    }
+
+    fn dir_len(&self) -> usize {
+        round_up(self.geo.dir_bytes, page_size())
+    }
+
+    /// Reserves the directory and the largest arena the OS grants, up to the limit.
+    fn reserve(&self) -> Result<(), Errno> {
+        let page = page_size();
+        let chunk = self.config.chunk_bytes();
+        if chunk < page {
+            return Err(Errno::INVAL);
+        }
+        let dir_len = self.dir_len();
+        let dir = self.map(dir_len, page)?;
+        let mut n = self.geo.max_chunks;
+        let arena = loop {
+            match self.map(n << self.geo.chunk_shift, chunk) {
+                Ok(p) => break p,
+                Err(e) if n == 1 => {
+                    // SAFETY: `dir` is the mapping just made with these arguments; nothing
+                    // has seen it.
+                    let _ = unsafe { self.os.unmap(dir, dir_len, page) };
+                    return Err(e);
+                }
+                Err(_) => n /= 2,
+            }
+        };
+        self.dir.store(dir.as_ptr(), Relaxed);
+        self.arena.store(arena.as_ptr(), Relaxed);
+        self.capacity.store(n, Relaxed);
+        Ok(())
+    }
+
+    // ----- chunks -----
+
+    /// Chunk `i`, if it is initialised.
+    #[inline]
+    fn chunk(&self, i: usize) -> Option<&Chunk> {
+        if i >= self.active.load(Acquire) {
+            return None;
+        }
+        let dir = self.dir.load(Relaxed);
+        // SAFETY: `i < active`, so header `i` lies in the directory (`active <= capacity <=
+        // max_chunks`, and the directory holds `max_chunks` strides) and was fully written by
+        // `grow` before it stored `active` with `Release`, which our `Acquire` load saw (and
+        // `dir` was stored before `state` became `READY`, which `grow` had seen). It is
+        // dropped only by `drop`, which has `&mut self`; until then it is only shared.
+        Some(unsafe { &*dir.add(i * self.geo.stride).cast::<Chunk>() })
+    }
+
+    /// The chunk holding `ptr`, if `ptr` is inside an initialised chunk.
+    #[inline]
+    fn chunk_of(&self, ptr: NonNull<u8>) -> Option<&Chunk> {
+        let base = self.arena.load(Relaxed);
+        if base.is_null() {
+            return None;
+        }
+        let off = ptr.as_ptr().addr().wrapping_sub(base.addr());
+        self.chunk(off >> self.geo.chunk_shift)
+    }
+
+    fn commit(&self, bytes: usize) -> bool {
+        let limit = self.config.limit_bytes();
+        self.committed
+            .fetch_update(Relaxed, Relaxed, |c| {
+                c.checked_add(bytes).filter(|&total| total <= limit)
+            })
+            .is_ok()
+    }
+
+    fn uncommit(&self, bytes: usize) {
+        self.committed.fetch_sub(bytes, Relaxed);
+    }
+
+    /// Adds a chunk for shard `s`, unless another thread changed the shard's current chunk
+    /// since the caller saw `observed`, or the limit is reached.
+    fn grow(&self, s: usize, observed: usize) -> Grown {
+        let _growing = self.grow.lock();
+        let current = self.current[s].load(Acquire);
+        if current != observed {
+            return Grown::Changed(current);
+        }
+        let n = self.active.load(Relaxed);
+        let chunk = self.config.chunk_bytes();
+        if n >= self.capacity.load(Relaxed) || !self.commit(chunk) {
+            return Grown::Full;
+        }
+        let (dir, arena) = (self.dir.load(Relaxed), self.arena.load(Relaxed));
+        // SAFETY: `n < capacity <= max_chunks`: stride `n` lies inside the directory, and
+        // chunk `n` inside the arena.
+        let (header, meta, start) = unsafe {
+            let header = dir.add(n * self.geo.stride);
+            (
+                header.cast::<Chunk>(),
+                header.add(self.geo.header).cast::<u64>(),
+                arena.add(n << self.geo.chunk_shift),
+            )
+        };
+        // SAFETY: header `n` is not initialised (`n >= active`) and nobody else writes it (we
+        // hold `grow`); the directory is page-aligned and the stride a multiple of 64, so it
+        // is aligned for `Chunk`.
+        unsafe {
+            header.write(Chunk {
+                owner: s,
+                heap: Mutex::new(Heap::with_config(self.config.core())),
+            });
+        }
+        // SAFETY: the metadata words of stride `n` follow its header, inside the directory,
+        // 8-aligned, used by no one else: only this chunk's heap will own them, until `drop`.
+        let meta = unsafe { core::slice::from_raw_parts_mut(meta, self.geo.meta_words) };
+        // SAFETY: the header was just written; it is not shared yet.
+        let heap = unsafe { &(*header).heap };
+        // SAFETY: chunk `n` of the arena is mapped read-write for as long as the allocator
+        // lives, and nothing else uses it: addresses are handed out only by this heap. The
+        // heap never touches it.
+        let added = unsafe {
+            heap.lock()
+                .add_region_with_metadata(start, self.config.chunk_bytes(), meta)
+        };
+        if added.is_err() {
+            // Cannot happen with a valid configuration (aligned chunk, metadata sized by
+            // `metadata_words`); undo rather than publish a broken chunk.
+            // SAFETY: written above, never shared.
+            unsafe { ptr::drop_in_place(header) };
+            self.uncommit(chunk);
+            return Grown::Full;
+        }
+        self.active.store(n + 1, Release);
+        self.current[s].store(n, Release);
+        Grown::New(n)
+    }
+
+    // ----- allocation -----
+
+    #[inline]
+    fn fits_chunk(&self, layout: Layout) -> bool {
+        layout.size() <= self.config.chunk_bytes() && layout.align() <= self.config.chunk_bytes()
+    }
+
+    #[inline]
+    fn try_chunk(&self, i: usize, layout: Layout) -> Option<NonNull<u8>> {
+        self.chunk(i)?.heap.lock().alloc(layout).ok()
+    }
+
+    /// Allocates a block for `layout`, or `None` (counted as a failed request).
+    #[inline]
+    fn allocate_block(&self, layout: Layout) -> Option<NonNull<u8>> {
+        let p = if layout.size() == 0 || !self.ready() {
+            None
+        } else if self.fits_chunk(layout) {
+            self.alloc_arena(layout)
+        } else {
+            self.alloc_direct(layout)
+        };
+        if p.is_none() {
+            self.counters.failed.fetch_add(1, Relaxed);
+        }
+        p
+    }
+
+    /// [`allocate_block`](Self::allocate_block), zero-filled.
+    fn allocate_zeroed_block(&self, layout: Layout) -> Option<NonNull<u8>> {
+        let p = self.allocate_block(layout)?;
+        if self.chunk_of(p).is_some() {
+            // SAFETY: `p` is a fresh block of at least `layout.size()` bytes, ours to write.
+            unsafe { p.as_ptr().write_bytes(0, layout.size()) };
+        }
+        // Else a fresh direct mapping: the OS zero-fills it.
+        Some(p)
+    }
+
+    #[inline]
+    fn alloc_arena(&self, layout: Layout) -> Option<NonNull<u8>> {
+        let s = sync::thread_ordinal() % self.config.shard_count();
+        let observed = self.current[s].load(Acquire);
+        if let Some(p) = self.try_chunk(observed, layout) {
+            return Some(p);
+        }
+        self.alloc_slow(s, observed, layout)
+    }
+
+    /// The shard's current chunk is full (or missing): its other chunks, newest first; then a
+    /// new chunk; then, at the limit, the chunks of the other shards.
+    fn alloc_slow(&self, s: usize, mut observed: usize, layout: Layout) -> Option<NonNull<u8>> {
+        let owned = |i: usize| self.chunk(i).is_some_and(|c| c.owner == s);
+        for i in (0..self.active.load(Acquire)).rev() {
+            if i != observed && owned(i) {
+                if let Some(p) = self.try_chunk(i, layout) {
+                    self.current[s].store(i, Release);
+                    return Some(p);
+                }
+            }
+        }
+        loop {
+            match self.grow(s, observed) {
+                Grown::New(i) | Grown::Changed(i) => {
+                    if let Some(p) = self.try_chunk(i, layout) {
+                        return Some(p);
+                    }
+                    observed = i;
+                }
+                Grown::Full => break,
+            }
+        }
+        (0..self.active.load(Acquire))
+            .filter(|&i| !owned(i))
+            .find_map(|i| self.try_chunk(i, layout))
+    }
+
+    /// The direct-mapping table: `max_chunks` slots (each direct mapping is larger than a
+    /// chunk and counts against the limit, so no more can be live at once).
+    fn table(&self) -> *mut Direct {
+        // SAFETY: the table lies at this offset inside the directory, which is mapped.
+        unsafe { self.dir.load(Relaxed).add(self.geo.table).cast::<Direct>() }
+    }
+
+    /// A mapping of its own for a request larger than a chunk.
+    fn alloc_direct(&self, layout: Layout) -> Option<NonNull<u8>> {
+        if layout.align() > self.config.chunk_bytes() {
+            return None;
+        }
+        let page = page_size();
+        let len = layout.size().checked_next_multiple_of(page)?;
+        let align = layout.align().max(page);
+        if !self.commit(len) {
+            return None;
+        }
+        let Ok(p) = self.map(len, align) else {
+            self.uncommit(len);
+            return None;
+        };
+        let table = self.table();
+        let mut live = self.direct.lock();
+        // SAFETY (both blocks): slots `0..max_chunks` lie in the table, which only code
+        // holding `direct` reads or writes; zeroed memory is an empty slot.
+        let free = (0..self.geo.max_chunks).find(|&k| unsafe { (*table.add(k)).ptr.is_null() });
+        if let Some(k) = free {
+            // SAFETY: see above.
+            unsafe {
+                table.add(k).write(Direct {
+                    ptr: p.as_ptr(),
+                    len,
+                    align,
+                })
+            };
+            *live += 1;
+            drop(live);
+            self.counters.direct_bytes.fetch_add(len, Relaxed);
+            return Some(p);
+        }
+        drop(live);
+        // Not reachable: the limit bounds the number of direct mappings by the slot count.
+        // SAFETY: the mapping was just made with these arguments and never handed out.
+        let _ = unsafe { self.os.unmap(p, len, align) };
+        self.uncommit(len);
+        None
+    }
+
+    /// Removes the direct mapping at `ptr` from the table (if `take`) and returns its slot.
+    fn find_direct(&self, ptr: NonNull<u8>, take: bool) -> Option<Direct> {
+        let table = self.table();
+        let mut live = self.direct.lock();
+        if *live == 0 {
+            return None;
+        }
+        for k in 0..self.geo.max_chunks {
+            // SAFETY: slot `k` lies in the table, which we hold the lock of.
+            let d = unsafe { table.add(k).read() };
+            if !d.ptr.is_null() && d.ptr.addr() == ptr.as_ptr().addr() {
+                if take {
+                    // SAFETY: as above.
+                    unsafe {
+                        table.add(k).write(Direct {
+                            ptr: ptr::null_mut(),
+                            len: 0,
+                            align: 0,
+                        })
+                    };
+                    *live -= 1;
+                }
+                return Some(d);
+            }
+        }
+        None
+    }
+
+    /// Unmaps the direct mapping at `ptr`; returns its length.
+    fn free_direct(&self, ptr: NonNull<u8>) -> Result<usize, FreeError> {
+        let d = self.find_direct(ptr, true).ok_or(FreeError::Foreign)?;
+        // SAFETY: `d` is a live mapping made by `alloc_direct` with these arguments; it just
+        // left the table under the lock, so no one else unmaps it; the caller freed the
+        // allocation, so no one uses it.
+        let _ = unsafe { self.os.unmap(ptr, d.len, d.align) };
+        self.uncommit(d.len);
+        self.counters.direct_bytes.fetch_sub(d.len, Relaxed);
+        Ok(d.len)
+    }
+
+    // ----- freeing -----
+
+    /// Gives the whole pages of `[ptr, ptr + len)` back to the OS if the purge policy says so.
+    ///
+    /// The range must be inside an arena block that the caller owns and is about to free (or
+    /// no longer needs the contents of): that is what makes the `madvise` safe without a lock.
+    fn purge_freed(&self, ptr: NonNull<u8>, len: usize) {
+        let Purge::AtLeast(threshold) = self.config.purge_policy() else {
+            return;
+        };
+        if len < threshold {
+            return;
+        }
+        let page = page_size();
+        let addr = ptr.as_ptr().addr();
+        let (Some(start), Some(end)) = (addr.checked_next_multiple_of(page), addr.checked_add(len))
+        else {
+            return;
+        };
+        let end = end & !(page - 1);
+        let Some(start) = NonNull::new(ptr.as_ptr().with_addr(start)).filter(|_| end > start)
+        else {
+            return;
+        };
+        let bytes = end - start.as_ptr().addr();
+        // SAFETY: `[start, start + bytes)` is page-aligned and inside `[ptr, ptr + len)`, a
+        // block of a chunk (mapped by `os.map` in `reserve`, not unmapped while `self` lives)
+        // that the caller owns and does not need the contents of; no other thread can access
+        // it before the caller hands it back to the heap, after this call.
+        match unsafe { self.os.purge(start, bytes) } {
+            Ok(()) => {
+                self.counters.purges.fetch_add(1, Relaxed);
+                self.counters.purged_bytes.fetch_add(bytes, Relaxed);
+            }
+            Err(_) => {
+                self.counters.purge_failures.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    /// Frees a block.
+    ///
+    /// # Safety
+    /// `ptr` is a live block of this allocator allocated with `layout` (for a resized block,
+    /// the last size and the original alignment).
+    unsafe fn deallocate_block(&self, ptr: NonNull<u8>, layout: Layout) {
+        match self.chunk_of(ptr) {
+            Some(chunk) => {
+                self.purge_freed(ptr, layout.size());
+                // SAFETY: the caller's contract: a live block of this chunk's heap, with this
+                // layout.
+                unsafe { chunk.heap.lock().dealloc(ptr, layout) }
+            }
+            None => {
+                let freed = self.free_direct(ptr);
+                debug_assert!(
+                    freed.is_ok(),
+                    "dealloc of a pointer this allocator never handed out"
+                );
+            }
+        }
+    }
+
+    /// Resizes a block: in place when its heap can (or, for a direct mapping, when the mapping
+    /// is long enough), else by moving it.
+    ///
+    /// # Safety
+    /// As [`deallocate_block`](Self::deallocate_block) for `ptr` and `layout`. On success the
+    /// block is `new_size` bytes with `layout.align()`, and `ptr` is dangling unless returned.
+    unsafe fn reallocate_block(
+        &self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+        new_size: usize,
+    ) -> Option<NonNull<u8>> {
+        let Ok(new) = Layout::from_size_align(new_size, layout.align()) else {
+            self.counters.failed.fetch_add(1, Relaxed);
+            return None;
+        };
+        if new_size == 0 {
+            self.counters.failed.fetch_add(1, Relaxed);
+            return None;
+        }
+        match self.chunk_of(ptr) {
+            Some(chunk) if self.fits_chunk(new) => {
+                if new_size < layout.size() {
+                    // The tail is being given up: its contents do not matter any more.
+                    if let Some(tail) = NonNull::new(ptr.as_ptr().wrapping_add(new_size)) {
+                        self.purge_freed(tail, layout.size() - new_size);
+                    }
+                }
+                // SAFETY: the caller's contract: a live block of this heap with `layout`.
+                let resized = unsafe { chunk.heap.lock().realloc_in_place(ptr, layout, new_size) };
+                if resized.is_ok() {
+                    return Some(ptr);
+                }
+            }
+            Some(_) => {}
+            None => {
+                if !self.fits_chunk(new)
+                    && self
+                        .find_direct(ptr, false)
+                        .is_some_and(|d| new_size <= d.len)
+                {
+                    return Some(ptr);
+                }
+            }
+        }
+        // SAFETY: the caller's contract is `move_block`'s.
+        unsafe { self.move_block(ptr, layout, new) }
+    }
+
+    /// Moves a block to a new one for `new` (copying what fits), then frees the old one.
+    ///
+    /// # Safety
+    /// As [`deallocate_block`](Self::deallocate_block) for `ptr` and `old`.
+    unsafe fn move_block(&self, ptr: NonNull<u8>, old: Layout, new: Layout) -> Option<NonNull<u8>> {
+        let q = self.allocate_block(new)?;
+        // SAFETY: `ptr` is live for `old.size()` bytes, `q` fresh for `new.size()`; distinct
+        // blocks of this allocator, so they do not overlap.
+        unsafe { ptr::copy_nonoverlapping(ptr.as_ptr(), q.as_ptr(), old.size().min(new.size())) };
+        // SAFETY: the caller's contract.
+        unsafe { self.deallocate_block(ptr, old) };
+        Some(q)
+    }
+
+    // ----- public API beyond the traits -----
+
+    /// Frees the allocation at `ptr` without being told its size, as C's `free` does, and
+    /// returns the bytes it held. A pointer that is not the start of a live allocation (double
+    /// free, interior or foreign pointer) is refused and nothing changes.
+    ///
+    /// ```
+    /// use buddy_core::FreeError;
+    /// use buddy_std::BuddyAlloc;
+    /// use std::alloc::{GlobalAlloc, Layout};
+    ///
+    /// let a = BuddyAlloc::new();
+    /// // SAFETY: a valid layout.
+    /// let p = std::ptr::NonNull::new(unsafe { a.alloc(Layout::new::<[u8; 100]>()) }).unwrap();
+    /// // SAFETY: p is live and nobody uses it any more.
+    /// assert_eq!(unsafe { a.free(p) }, Ok(112)); // 100 bytes rounded up to 16-byte blocks
+    /// // SAFETY: a wrong pointer is detected (this is what is shown).
+    /// assert_eq!(unsafe { a.free(p) }, Err(FreeError::DoubleFree));
+    /// ```
+    ///
+    /// # Errors
+    /// [`FreeError::DoubleFree`], [`FreeError::Interior`], or [`FreeError::Foreign`] for a
+    /// pointer this allocator never handed out.
+    ///
+    /// # Safety
+    /// If `ptr` is the start of a live allocation of this allocator, nobody uses that memory
+    /// any more. (A wrong pointer is detected; a right pointer freed while in use, or freed by
+    /// two threads at once, is not.)
+    pub unsafe fn free(&self, ptr: NonNull<u8>) -> Result<usize, FreeError> {
+        let Some(chunk) = self.chunk_of(ptr) else {
+            return self.free_direct(ptr);
+        };
+        let threshold = match self.config.purge_policy() {
+            Purge::AtLeast(t) => t,
+            _ => usize::MAX,
+        };
+        let mut heap = chunk.heap.lock();
+        let size = heap.usable_size(ptr)?;
+        if size >= threshold {
+            drop(heap);
+            self.purge_freed(ptr, size);
+            heap = chunk.heap.lock();
+        }
+        // SAFETY: the caller's contract; `free` checks the pointer again under the lock.
+        unsafe { heap.free(ptr) }
+    }
+
+    /// The size of the allocation at `ptr` (at least what was asked, as rounded by the heap),
+    /// checked like [`free`](Self::free) but changing nothing.
+    ///
+    /// # Errors
+    /// As [`free`](Self::free).
+    pub fn usable_size(&self, ptr: NonNull<u8>) -> Result<usize, FreeError> {
+        match self.chunk_of(ptr) {
+            Some(chunk) => chunk.heap.lock().usable_size(ptr),
+            None => self
+                .find_direct(ptr, false)
+                .map(|d| d.len)
+                .ok_or(FreeError::Foreign),
+        }
+    }
+
+    /// Statistics: the heaps of all chunks as one, plus what is held from the OS. Locks each
+    /// chunk in turn, briefly; reserves nothing.
+    pub fn stats(&self) -> Stats {
+        let active = self.active.load(Acquire);
+        let mut heap: Option<buddy_core::Stats> = None;
+        for i in 0..active {
+            if let Some(c) = self.chunk(i) {
+                let s = c.heap.lock().stats();
+                match &mut heap {
+                    Some(total) => total.merge(&s),
+                    None => heap = Some(s),
+                }
+            }
+        }
+        let mut heap = heap.unwrap_or_else(|| Heap::with_config(self.config.core()).stats());
+        heap.failed_requests = self.counters.failed.load(Relaxed);
+        let ready = self.state.load(Acquire) == READY;
+        let capacity = self.capacity.load(Relaxed);
+        let direct_bytes = self.counters.direct_bytes.load(Relaxed);
+        let direct_allocations = if ready { *self.direct.lock() } else { 0 };
+        let c = &self.counters;
+        Stats {
+            heap,
+            os: OsStats {
+                limit_bytes: self.config.limit_bytes(),
+                chunk_bytes: self.config.chunk_bytes(),
+                chunks: active,
+                chunk_capacity: capacity,
+                reserved_bytes: if ready {
+                    (capacity << self.geo.chunk_shift) + self.dir_len() + direct_bytes
+                } else {
+                    0
+                },
+                committed_bytes: self.committed.load(Relaxed),
+                direct_allocations,
+                direct_bytes,
+                purges: c.purges.load(Relaxed),
+                purged_bytes: c.purged_bytes.load(Relaxed),
+                purge_failures: c.purge_failures.load(Relaxed),
+                map_failures: c.map_failures.load(Relaxed),
+            },
+        }
+    }
+
+    /// Coalesces the deferred-coalescing cache of every chunk ([`Heap::flush`]): after
+    /// everything is freed, the heaps are back to their initial shape.
+    pub fn flush(&self) {
+        for i in 0..self.active.load(Acquire) {
+            if let Some(c) = self.chunk(i) {
+                c.heap.lock().flush();
+            }
+        }
+    }
+
+    /// Verifies every chunk's heap ([`Heap::check`]) and the accounting of the limit. For
+    /// tests and debugging: `O(n)` in minimum blocks; meaningful when no other thread is
+    /// allocating.
+    ///
+    /// # Errors
+    /// The first broken invariant found.
+    pub fn check(&self) -> Result<(), CheckError> {
+        let active = self.active.load(Acquire);
+        for i in 0..active {
+            if let Some(c) = self.chunk(i) {
+                c.heap.lock().check()?;
+            }
+        }
+        let expected = (active << self.geo.chunk_shift) + self.counters.direct_bytes.load(Relaxed);
+        if self.committed.load(Relaxed) != expected {
+            return Err(CheckError {
+                what: "committed bytes differ from chunks plus direct mappings",
+                addr: 0,
+                order: 0,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl<O: Os> Drop for BuddyAlloc<O> {
+    /// Gives everything back to the OS: the chunks' headers are dropped, the direct mappings,
+    /// the arena and the directory unmapped.
+    fn drop(&mut self) {
+        if self.state.load(Acquire) != READY {
+            return;
+        }
+        let dir = self.dir.load(Relaxed);
+        for i in 0..self.active.load(Acquire) {
+            // SAFETY: header `i < active` was initialised by `grow`; `&mut self` means no
+            // reference to it is live; it is dropped once, here.
+            unsafe { ptr::drop_in_place(dir.add(i * self.geo.stride).cast::<Chunk>()) };
+        }
+        let table = self.table();
+        for k in 0..self.geo.max_chunks {
+            // SAFETY: slot `k` lies in the table; `&mut self` excludes every other user.
+            let d = unsafe { table.add(k).read() };
+            if let Some(p) = NonNull::new(d.ptr) {
+                // SAFETY: a live direct mapping made with these arguments; the borrow checker
+                // ended every allocation's use when it let us drop the allocator.
+                let _ = unsafe { self.os.unmap(p, d.len, d.align) };
+            }
+        }
+        let page = page_size();
+        let chunk = self.config.chunk_bytes();
+        let arena_len = self.capacity.load(Relaxed) << self.geo.chunk_shift;
+        if let (Some(arena), Some(dir)) = (
+            NonNull::new(self.arena.load(Relaxed)),
+            NonNull::new(self.dir.load(Relaxed)),
+        ) {
+            // SAFETY: the arena and the directory were mapped by `reserve` with exactly these
+            // arguments; no block, header or metadata slice is used any more.
+            unsafe {
+                let _ = self.os.unmap(arena, arena_len, chunk);
+                let _ = self.os.unmap(dir, self.dir_len(), page);
+            }
+        }
+    }
+}
+
+impl<O: Os> fmt::Debug for BuddyAlloc<O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BuddyAlloc")
+            .field("config", &self.config)
+            .field("chunks", &self.active.load(Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+// SAFETY: blocks come from the chunks' buddy heaps (which honour size and alignment and never
+// hand out a byte twice; each heap is used under its own lock) or from fresh OS mappings
+// recorded in the table; nothing here panics or allocates, and `realloc` keeps the contents
+// up to the smaller size, in place or by copying.
+unsafe impl<O: Os> GlobalAlloc for BuddyAlloc<O> {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        self.allocate_block(layout)
+            .map_or(ptr::null_mut(), NonNull::as_ptr)
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        self.allocate_zeroed_block(layout)
+            .map_or(ptr::null_mut(), NonNull::as_ptr)
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if let Some(p) = NonNull::new(ptr) {
+            // SAFETY: `GlobalAlloc`'s contract: `ptr` came from this allocator with `layout`.
+            unsafe { self.deallocate_block(p, layout) }
+        }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let Some(p) = NonNull::new(ptr) else {
+            return ptr::null_mut();
+        };
+        // SAFETY: `GlobalAlloc`'s contract: `ptr` came from this allocator with `layout`.
+        unsafe { self.reallocate_block(p, layout, new_size) }
+            .map_or(ptr::null_mut(), NonNull::as_ptr)
+    }
+}
+
+/// An empty slice at an address aligned to `align`, for zero-sized requests.
+fn dangling(align: usize) -> NonNull<[u8]> {
+    let p = NonNull::new(ptr::without_provenance_mut::<u8>(align)).unwrap_or(NonNull::dangling());
+    NonNull::slice_from_raw_parts(p, 0)
+}
+
+impl<O: Os> BuddyAlloc<O> {
+    /// `Allocator::allocate{,_zeroed}`: zero-sized requests get a dangling, aligned pointer.
+    fn api_allocate(&self, layout: Layout, zeroed: bool) -> Result<NonNull<[u8]>, AllocError> {
+        if layout.size() == 0 {
+            return Ok(dangling(layout.align()));
+        }
+        let p = if zeroed {
+            self.allocate_zeroed_block(layout)
+        } else {
+            self.allocate_block(layout)
+        };
+        p.map(|p| NonNull::slice_from_raw_parts(p, layout.size()))
+            .ok_or(AllocError)
+    }
+
+    /// `Allocator::deallocate`.
+    ///
+    /// # Safety
+    /// `Allocator::deallocate`'s contract.
+    unsafe fn api_deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        if layout.size() != 0 {
+            // SAFETY: the caller's contract: a live non-empty block of ours with `layout`.
+            unsafe { self.deallocate_block(ptr, layout) }
+        }
+    }
+
+    /// `Allocator::{grow, grow_zeroed, shrink}`.
+    ///
+    /// # Safety
+    /// `Allocator::grow`'s (or `shrink`'s) contract.
+    unsafe fn api_resize(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+        zero_tail: bool,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        if old.size() == 0 {
+            return self.api_allocate(new, zero_tail);
+        }
+        if new.size() == 0 {
+            // SAFETY: the caller's contract: a live block of ours with `old`.
+            unsafe { self.deallocate_block(ptr, old) };
+            return Ok(dangling(new.align()));
+        }
+        let p = if old.align() == new.align() {
+            // SAFETY: the caller's contract.
+            unsafe { self.reallocate_block(ptr, old, new.size()) }
+        } else {
+            // A block's size class may depend on its alignment: move it.
+            // SAFETY: the caller's contract.
+            unsafe { self.move_block(ptr, old, new) }
+        };
+        let p = p.ok_or(AllocError)?;
+        if zero_tail && new.size() > old.size() {
+            // SAFETY: the block holds `new.size()` bytes; the tail past `old.size()` is ours.
+            unsafe {
+                p.as_ptr()
+                    .add(old.size())
+                    .write_bytes(0, new.size() - old.size())
+            };
+        }
+        Ok(NonNull::slice_from_raw_parts(p, new.size()))
+    }
+}
+
+// SAFETY: blocks are valid for their layout until deallocated (see the `GlobalAlloc` impl);
+// zero-sized requests get dangling aligned pointers that are never dereferenced or freed;
+// `&BuddyAlloc` copies share one allocator, so any copy may free what another allocated.
+unsafe impl<O: Os> Allocator for &BuddyAlloc<O> {
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        (**self).api_allocate(layout, false)
+    }
+
+    fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        (**self).api_allocate(layout, true)
+    }
+
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { (**self).api_deallocate(ptr, layout) }
+    }
+
+    unsafe fn grow(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { (**self).api_resize(ptr, old, new, false) }
+    }
+
+    unsafe fn grow_zeroed(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { (**self).api_resize(ptr, old, new, true) }
+    }
+
+    unsafe fn shrink(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { (**self).api_resize(ptr, old, new, false) }
+    }
+}
+
+/// Why a [`BuddyArena`] could not be made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ArenaError {
+    /// The configuration is invalid (a capacity of zero, for instance).
+    Config(ConfigError),
+    /// The OS refused to reserve the memory.
+    Os(Errno),
+}
+
+impl fmt::Display for ArenaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ArenaError::Config(e) => write!(f, "invalid arena configuration: {e}"),
+            ArenaError::Os(e) => write!(f, "the OS refused to reserve the arena: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for ArenaError {}
+
+impl From<ConfigError> for ArenaError {
+    fn from(e: ConfigError) -> Self {
+        ArenaError::Config(e)
+    }
+}
+
+/// An arena that owns its memory and gives all of it back to the OS when dropped: pass
+/// `&arena` to collections ([`Allocator`] via `allocator-api2`), drop the arena when they are
+/// gone.
+///
+/// ```
+/// use allocator_api2::vec::Vec;
+/// use buddy_std::BuddyArena;
+///
+/// let arena = BuddyArena::new(1 << 20)?; // 1 MiB, reserved now
+/// let mut v = Vec::new_in(&arena);
+/// v.extend(0..1000u32);
+/// assert_eq!(v.iter().sum::<u32>(), 499_500);
+/// assert_eq!(arena.stats().live_allocations(), 1);
+/// drop(v);
+/// assert_eq!(arena.stats().live_allocations(), 0);
+/// drop(arena); // unmaps everything
+/// # Ok::<(), buddy_std::ArenaError>(())
+/// ```
+///
+/// It is a [`BuddyAlloc`] that reserves its memory up front (so an OS refusal is an error
+/// here, not a null later), with one shard by default; [`as_alloc`](Self::as_alloc) gives the
+/// whole `BuddyAlloc` API. The borrow of `&arena` keeps every collection from outliving it.
+pub struct BuddyArena<O: Os = SystemOs> {
+    alloc: BuddyAlloc<O>,
+}
+
+impl BuddyArena<SystemOs> {
+    /// An arena of at least `capacity` bytes: one chunk of `capacity` rounded up to a power of
+    /// two (at least 64 KiB) if that is at most 64 MiB, else `capacity` rounded up to 64 MiB
+    /// chunks. Blocks of up to the chunk size; larger requests get mappings of their own
+    /// within the capacity.
+    ///
+    /// # Errors
+    /// [`ArenaError::Config`] for a capacity of 0 or one too large, [`ArenaError::Os`] if the
+    /// OS refuses the memory.
+    pub fn new(capacity: usize) -> Result<BuddyArena, ArenaError> {
+        BuddyArena::with_config(BuddyArena::config_for(capacity)?)
+    }
+
+    /// An arena with `config` (its memory limit is the capacity).
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    pub fn with_config(config: Config) -> Result<BuddyArena, ArenaError> {
+        BuddyArena::with_config_in(config, SystemOs)
+    }
+
+    /// The configuration [`new`](Self::new) uses for `capacity`.
+    ///
+    /// # Errors
+    /// [`ArenaError::Config`] for a capacity of 0 or one too large.
+    pub fn config_for(capacity: usize) -> Result<Config, ArenaError> {
+        const MAX_CHUNK: usize = 64 << 20;
+        const MIN_CHUNK: usize = 64 << 10;
+        let limit_err = ArenaError::Config(ConfigError::Limit);
+        if capacity == 0 {
+            return Err(limit_err);
+        }
+        let chunk = capacity
+            .checked_next_power_of_two()
+            .ok_or(limit_err)?
+            .clamp(MIN_CHUNK, MAX_CHUNK);
+        let limit = capacity.checked_next_multiple_of(chunk).ok_or(limit_err)?;
+        let config = Config::new()
+            .chunk_size(chunk)
+            .memory_limit(limit)
+            .shards(1);
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+impl<O: Os> BuddyArena<O> {
+    /// An arena with `config`, taking its memory through `os`.
+    ///
+    /// # Errors
+    /// [`ArenaError::Config`] if `config` is invalid, [`ArenaError::Os`] if `os` refuses.
+    pub fn with_config_in(config: Config, os: O) -> Result<BuddyArena<O>, ArenaError> {
+        config.validate()?;
+        let alloc = BuddyAlloc::with_os(config, os);
+        alloc.init().map_err(ArenaError::Os)?;
+        Ok(BuddyArena { alloc })
+    }
+
+    /// The arena as a [`BuddyAlloc`]: `GlobalAlloc`, size-less `free`, `check`, and the rest.
+    pub const fn as_alloc(&self) -> &BuddyAlloc<O> {
+        &self.alloc
+    }
+
+    /// Statistics (see [`BuddyAlloc::stats`]).
+    pub fn stats(&self) -> Stats {
+        self.alloc.stats()
+    }
+}
+
+impl<O: Os> fmt::Debug for BuddyArena<O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BuddyArena")
+            .field("alloc", &self.alloc)
+            .finish()
+    }
+}
+
+// SAFETY: forwards to `&BuddyAlloc`, whose impl is sound; the arena lives as long as the
+// borrow, so its memory does too.
+unsafe impl<O: Os> Allocator for &BuddyArena<O> {
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        self.alloc.api_allocate(layout, false)
+    }
+
+    fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        self.alloc.api_allocate(layout, true)
+    }
+
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { self.alloc.api_deallocate(ptr, layout) }
+    }
+
+    unsafe fn grow(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { self.alloc.api_resize(ptr, old, new, false) }
+    }
+
+    unsafe fn grow_zeroed(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { self.alloc.api_resize(ptr, old, new, true) }
+    }
+
+    unsafe fn shrink(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { self.alloc.api_resize(ptr, old, new, false) }
+    }
+}

@@ -1,0 +1,107 @@
+//! A thread-safe binary buddy allocator over memory from the OS: a `#[global_allocator]`, an
+//! [`allocator-api2`](allocator_api2) allocator for collections, and arenas that give all
+//! their memory back when dropped.
+//!
+//! # As the global allocator
+//!
+//! ```
+//! use buddy_std::BuddyAlloc;
+//!
+//! #[global_allocator]
+//! static GLOBAL: BuddyAlloc = BuddyAlloc::new();
+//!
+//! fn main() {
+//!     let words: Vec<String> = (0..100).map(|i| format!("word{i}")).collect();
+//!     let handles: Vec<_> = (0..4)
+//!         .map(|t| std::thread::spawn(move || (0..1000).map(|i| i * t).collect::<Vec<u64>>()))
+//!         .collect();
+//!     for h in handles {
+//!         assert_eq!(h.join().unwrap().len(), 1000);
+//!     }
+//!     assert_eq!(words[42], "word42");
+//!
+//!     let stats = GLOBAL.stats();
+//!     assert!(stats.heap.allocations >= 100);
+//!     println!("{stats}"); // free blocks per order, like /proc/buddyinfo, and OS figures
+//! }
+//! ```
+//!
+//! [`BuddyAlloc::new`] is `const` and reserves nothing; the first allocation reserves the
+//! address range up to the memory limit (virtual memory only). [`BuddyAlloc::with_config`]
+//! takes a [`Config`]: memory limit, chunk size, minimum block, purge policy, shard count.
+//! Past the limit, allocation returns null and the program's allocation-error handler
+//! decides what happens; the allocator itself never aborts.
+//!
+//! # An arena for collections
+//!
+//! ```
+//! use allocator_api2::vec::Vec;
+//! use buddy_std::BuddyArena;
+//!
+//! let arena = BuddyArena::new(16 << 20)?; // 16 MiB, reserved now, resident only as used
+//! let mut names = Vec::new_in(&arena);
+//! let mut squares = Vec::new_in(&arena);
+//! for i in 0..10_000u64 {
+//!     names.push(i.to_string());
+//!     squares.push(i * i);
+//! }
+//! squares.retain(|s| s % 2 == 0);
+//! assert_eq!(squares.len(), 5000);
+//! assert_eq!(arena.stats().live_allocations(), 2); // the two vectors' buffers
+//! drop((names, squares));
+//! drop(arena); // gives all of its memory back to the OS
+//! # Ok::<(), buddy_std::ArenaError>(())
+//! ```
+//!
+//! Any `allocator-api2` collection works the same way (hashbrown's `HashMap::new_in(&arena)`
+//! with its `allocator-api2` feature, for instance); so does `&BuddyAlloc`.
+//!
+//! # How it works
+//!
+//! - **Chunks.** Memory is reserved as one range of chunks (64 MiB each by default), each a
+//!   [`buddy_core::Heap`] behind its own lock with its metadata kept outside the chunk. The
+//!   chunk of an address is one subtraction and one shift away. Requests larger than a chunk
+//!   get a mapping of their own.
+//! - **Shards.** Threads spread over a few shards (round-robin by a thread ordinal); each shard
+//!   allocates from its own chunks, so threads of different shards rarely share a lock. A
+//!   block freed by another thread goes back to the chunk it came from.
+//! - **Purging.** A freed allocation of at least the purge threshold (256 KiB by default) has
+//!   its pages given back to the OS with `madvise(MADV_DONTNEED)` before it rejoins its heap.
+//!   The heap never writes into free memory, so those pages stay out of memory until reused.
+//! - **Statistics.** [`BuddyAlloc::stats`] sums the heaps of all chunks ([`Stats`]) and adds
+//!   what is held from the OS ([`OsStats`]).
+//!
+//! # Limitations
+//!
+//! - Linux only (as `buddy-mmap`).
+//! - Alignment up to the chunk size; larger alignments get null.
+//! - Only allocations of at least the purge threshold are purged when freed; memory freed in
+//!   small pieces is reused but stays resident, even after its blocks merge into large free
+//!   ones.
+//! - Chunks, once set up, stay reserved for the allocator's life; only their pages go back.
+//! - The growth path and the first allocation of each shard set up a chunk's heap (a few
+//!   tens of KiB of stack in debug builds).
+//!
+//! # Verification
+//!
+//! Every concurrent piece runs under [loom](https://docs.rs/loom) in `tests/loom_*.rs`
+//! (`cargo xtask test` runs them with `--cfg loom`): racing lazy initialisation, allocation
+//! and free on the same and on different shards, cross-thread free, growth racing with
+//! allocation, and the statistics. The `sync` module is the only place that names a
+//! synchronisation primitive, so the models check the real code.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+#[allow(unsafe_code)]
+mod allocator;
+mod config;
+mod stats;
+mod sync;
+
+pub use allocator::{ArenaError, BuddyAlloc, BuddyArena};
+pub use config::{Config, ConfigError, DEFAULT_PURGE_THRESHOLD, MAX_CHUNKS, MAX_SHARDS, Purge};
+pub use stats::{OsStats, Stats, resident_bytes};
+
+pub use allocator_api2;
+pub use buddy_core;
+pub use buddy_mmap;
