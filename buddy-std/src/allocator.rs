@@ -862,6 +862,19 @@ impl<O: Os> BuddyAlloc<O> {
         }
     }
 
+    /// The shard the calling thread allocates from (`0..shards`): threads take shards
+    /// round-robin, in the order they first allocate.
+    pub fn current_shard(&self) -> usize {
+        sync::thread_ordinal() % self.config.shard_count()
+    }
+
+    /// The statistics of chunk `i` alone, and the shard that owns it; `None` if there is no
+    /// such chunk (yet).
+    pub fn chunk_stats(&self, i: usize) -> Option<(usize, buddy_core::Stats)> {
+        let c = self.chunk(i)?;
+        Some((c.owner, c.heap.lock().stats()))
+    }
+
     /// Coalesces the deferred-coalescing cache of every chunk ([`Heap::flush`]): after
     /// everything is freed, the heaps are back to their initial shape.
     pub fn flush(&self) {

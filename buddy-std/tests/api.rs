@@ -1,26 +1,594 @@
-//! Behaviours of `BuddyAlloc` and `BuddyArena` as non-global allocators.
+//! Behaviours of `BuddyAlloc` and `BuddyArena` used directly (not as the global allocator).
 #![cfg(not(loom))]
 
 use std::alloc::{GlobalAlloc, Layout};
+use std::ptr::NonNull;
 
-use buddy_std::{BuddyAlloc, Config};
+use allocator_api2::vec::Vec as AVec;
+use buddy_mmap::FaultyOs;
+use buddy_std::buddy_core::FreeError;
+use buddy_std::{BuddyAlloc, BuddyArena, Config, Purge};
+
+const MIB: usize = 1 << 20;
 
 fn l(size: usize, align: usize) -> Layout {
     Layout::from_size_align(size, align).unwrap()
 }
 
+/// 1 MiB chunks, 8 MiB limit, one shard: small enough to reach every edge quickly.
+fn small() -> Config {
+    Config::new()
+        .chunk_size(MIB)
+        .memory_limit(8 * MIB)
+        .shards(1)
+}
+
+/// The byte a block holds at offset `i`, from its id.
+fn pattern(id: usize, i: usize) -> u8 {
+    (id.wrapping_mul(0x9E37_79B9) >> 7) as u8 ^ i as u8
+}
+
+/// Fills `len` bytes at `p` with the pattern of `id`.
+///
+/// # Safety
+/// `[p, p + len)` is a live block the caller owns.
+unsafe fn fill(p: *mut u8, len: usize, id: usize) {
+    for i in 0..len {
+        // SAFETY: in range by the caller's promise.
+        unsafe { p.add(i).write(pattern(id, i)) };
+    }
+}
+
+/// Whether the `len` bytes at `p` still hold the pattern of `id`.
+///
+/// # Safety
+/// As [`fill`].
+unsafe fn intact(p: *const u8, len: usize, id: usize) -> bool {
+    // SAFETY: in range by the caller's promise.
+    (0..len).all(|i| unsafe { p.add(i).read() } == pattern(id, i))
+}
+
 #[test]
-fn smoke() {
-    let a = BuddyAlloc::with_config(Config::new().memory_limit(256 << 20).chunk_size(16 << 20));
-    // SAFETY: valid layouts; freed with the same layout.
-    unsafe {
-        let p = a.alloc(l(100, 8));
-        assert!(!p.is_null());
-        p.write_bytes(1, 100);
-        let s = a.stats();
-        println!("{s}");
-        a.dealloc(p, l(100, 8));
+fn blocks_keep_their_contents_and_honour_size_and_alignment() {
+    let a = BuddyAlloc::with_config(small());
+    let mut live = Vec::new();
+    for (id, (size, align)) in [
+        (1, 1),
+        (7, 8),
+        (100, 16),
+        (4096, 4096),
+        (3000, 64),
+        (MIB, MIB),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // SAFETY: valid non-zero layout.
+        let p = unsafe { a.alloc(l(size, align)) };
+        assert!(!p.is_null(), "{size} bytes aligned to {align}");
+        assert_eq!(p as usize % align, 0);
+        // SAFETY: a fresh block of `size` bytes.
+        unsafe { fill(p, size, id) };
+        live.push((p, size, align, id));
+    }
+    for &(p, size, align, id) in &live {
+        // SAFETY: still live, `size` bytes.
+        assert!(unsafe { intact(p, size, id) });
+        // SAFETY: allocated above with this layout.
+        unsafe { a.dealloc(p, l(size, align)) };
     }
     a.check().unwrap();
-    println!("{}", a.stats());
+    assert_eq!(a.stats().live_allocations(), 0);
+}
+
+#[test]
+fn realloc_grows_in_place_when_the_buddy_is_free_and_moves_otherwise() {
+    let a = BuddyAlloc::with_config(small());
+    // SAFETY (whole test): layouts are valid; every pointer is live when used and freed with
+    // the layout it has at that point.
+    unsafe {
+        let p = a.alloc(l(64, 4096));
+        fill(p, 64, 1);
+        let q = a.realloc(p, l(64, 4096), 4000);
+        assert_eq!(
+            q, p,
+            "the buddies after the block are free: it grows where it is"
+        );
+        assert!(intact(q, 64, 1));
+        let blocker = a.alloc(l(16, 4096));
+        assert_eq!(blocker as usize, p as usize + 4096);
+        let r = a.realloc(q, l(4000, 4096), 8192);
+        assert_ne!(r, q, "the neighbour is taken: it moves");
+        assert!(intact(r, 64, 1));
+        let s = a.realloc(r, l(8192, 4096), 100);
+        assert_eq!(s, r, "shrinking stays in place");
+        assert!(intact(s, 64, 1));
+        a.dealloc(s, l(100, 4096));
+        a.dealloc(blocker, l(16, 4096));
+    }
+    a.check().unwrap();
+    assert_eq!(a.stats().live_allocations(), 0);
+}
+
+#[test]
+fn requests_larger_than_a_chunk_get_a_mapping_of_their_own() {
+    let os = FaultyOs::new();
+    let a = BuddyAlloc::with_os(small(), &os);
+    let big = l(3 * MIB, 64);
+    // SAFETY: valid layouts; freed with the layout of the moment.
+    unsafe {
+        let small_block = a.alloc(l(8, 8));
+        let maps = os.map_calls();
+        let p = a.alloc(big);
+        assert!(!p.is_null());
+        assert_eq!(os.map_calls(), maps + 1);
+        fill(p, 3 * MIB, 5);
+        let s = a.stats();
+        assert_eq!((s.os.direct_allocations, s.os.direct_bytes), (1, 3 * MIB));
+        assert_eq!(a.usable_size(NonNull::new(p).unwrap()), Ok(3 * MIB));
+        // Down to chunk size: it moves into a chunk, contents kept.
+        let q = a.realloc(p, big, 1000);
+        assert!(intact(q, 1000, 5));
+        assert_eq!(a.stats().os.direct_allocations, 0);
+        assert_eq!(os.unmap_calls(), 1);
+        // And back out.
+        let r = a.realloc(q, l(1000, 64), 2 * MIB);
+        assert!(intact(r, 1000, 5));
+        assert_eq!(a.stats().os.direct_allocations, 1);
+        a.dealloc(r, l(2 * MIB, 64));
+        a.dealloc(small_block, l(8, 8));
+    }
+    let s = a.stats();
+    assert_eq!((s.os.direct_allocations, s.os.direct_bytes), (0, 0));
+    assert_eq!(s.live_allocations(), 0);
+    a.check().unwrap();
+}
+
+#[test]
+fn growth_adds_chunks_up_to_the_limit_then_returns_null_and_recovers() {
+    let a = BuddyAlloc::with_config(small().memory_limit(4 * MIB));
+    let half = l(MIB / 2, 8);
+    let mut blocks = Vec::new();
+    loop {
+        // SAFETY: valid layout.
+        let p = unsafe { a.alloc(half) };
+        if p.is_null() {
+            break;
+        }
+        blocks.push(p);
+        assert!(blocks.len() <= 8, "more blocks than the limit holds");
+    }
+    assert_eq!(blocks.len(), 8, "4 chunks of 1 MiB hold 8 half-MiB blocks");
+    let s = a.stats();
+    assert_eq!((s.os.chunks, s.os.committed_bytes), (4, 4 * MIB));
+    assert_eq!(s.heap.failed_requests, 1);
+    // Still usable: free one, allocate again.
+    // SAFETY: allocated above with `half`.
+    unsafe { a.dealloc(blocks.pop().unwrap(), half) };
+    // SAFETY: valid layout.
+    let p = unsafe { a.alloc(half) };
+    assert!(!p.is_null());
+    blocks.push(p);
+    for p in blocks {
+        // SAFETY: allocated above with `half`.
+        unsafe { a.dealloc(p, half) };
+    }
+    a.check().unwrap();
+}
+
+#[test]
+fn zero_size_gets_null_from_global_alloc_and_an_empty_block_from_allocator() {
+    let a = BuddyAlloc::with_config(small());
+    // SAFETY: a zero-size layout is outside GlobalAlloc's contract; the allocator refuses it
+    // with null, which is what is tested.
+    assert!(unsafe { a.alloc(l(0, 8)) }.is_null());
+    assert_eq!(a.stats().heap.failed_requests, 1);
+    let empty = allocator_api2::alloc::Allocator::allocate(&&a, l(0, 64)).unwrap();
+    assert_eq!(empty.len(), 0);
+    assert_eq!(empty.cast::<u8>().as_ptr() as usize % 64, 0);
+    // SAFETY: the empty block from `allocate` with this layout.
+    unsafe { allocator_api2::alloc::Allocator::deallocate(&&a, empty.cast(), l(0, 64)) };
+    assert_eq!(a.stats().live_allocations(), 0);
+    assert_usable(&a);
+}
+
+#[test]
+fn a_size_of_isize_max_gets_null_and_changes_nothing() {
+    let a = BuddyAlloc::with_config(small());
+    assert_usable(&a);
+    let before = a.stats();
+    // SAFETY: valid layout (size isize::MAX, align 1).
+    assert!(unsafe { a.alloc(l(isize::MAX as usize, 1)) }.is_null());
+    assert!(allocator_api2::alloc::Allocator::allocate(&&a, l(isize::MAX as usize, 1)).is_err());
+    let after = a.stats();
+    assert_eq!(after.heap.failed_requests, before.heap.failed_requests + 2);
+    assert_eq!(after.os.committed_bytes, before.os.committed_bytes);
+    assert_usable(&a);
+}
+
+#[test]
+fn an_alignment_beyond_the_chunk_size_gets_null() {
+    let a = BuddyAlloc::with_config(small());
+    for align in [2 * MIB, 1 << 40] {
+        // SAFETY: valid layout.
+        assert!(unsafe { a.alloc(l(64, align)) }.is_null(), "align {align}");
+        assert!(allocator_api2::alloc::Allocator::allocate(&&a, l(64, align)).is_err());
+    }
+    assert_eq!(a.stats().os.direct_allocations, 0);
+    assert_usable(&a);
+}
+
+#[test]
+fn a_direct_mapping_beyond_the_limit_gets_null_and_the_allocator_stays_usable() {
+    let a = BuddyAlloc::with_config(small());
+    // SAFETY: valid layout.
+    let p = unsafe { a.alloc(l(6 * MIB, 8)) };
+    assert!(!p.is_null());
+    // 6 MiB mapped + this 3 MiB would pass the 8 MiB limit (the first chunk is 1 MiB more).
+    // SAFETY: valid layout.
+    assert!(unsafe { a.alloc(l(3 * MIB, 8)) }.is_null());
+    // SAFETY: allocated above with this layout.
+    unsafe { a.dealloc(p, l(6 * MIB, 8)) };
+    // SAFETY: valid layout.
+    let q = unsafe { a.alloc(l(3 * MIB, 8)) };
+    assert!(!q.is_null());
+    // SAFETY: allocated above with this layout.
+    unsafe { a.dealloc(q, l(3 * MIB, 8)) };
+    a.check().unwrap();
+}
+
+/// Allocates, writes, frees: the allocator serves requests.
+fn assert_usable<O: buddy_mmap::Os>(a: &BuddyAlloc<O>) {
+    let before = a.stats().live_allocations();
+    // SAFETY: valid layout; freed with the same.
+    unsafe {
+        let p = a.alloc(l(256, 16));
+        assert!(!p.is_null());
+        fill(p, 256, 9);
+        assert!(intact(p, 256, 9));
+        a.dealloc(p, l(256, 16));
+    }
+    assert_eq!(a.stats().live_allocations(), before);
+    a.check().unwrap();
+}
+
+#[test]
+fn size_less_free_refuses_double_interior_and_foreign_pointers() {
+    let a = BuddyAlloc::with_config(small());
+    // SAFETY: valid layouts.
+    let (p, big) = unsafe { (a.alloc(l(96, 16)), a.alloc(l(2 * MIB, 16))) };
+    let (p, big) = (NonNull::new(p).unwrap(), NonNull::new(big).unwrap());
+    let mut local = 0u64;
+    let foreign = NonNull::from(&mut local).cast::<u8>();
+    // SAFETY (all frees): `free` checks its pointer; refusing wrong ones is what is tested.
+    unsafe {
+        assert_eq!(a.free(p.add(16)), Err(FreeError::Interior));
+        assert_eq!(a.free(foreign), Err(FreeError::Foreign));
+        assert_eq!(a.free(big.add(16)), Err(FreeError::Foreign));
+        assert_eq!(a.usable_size(p), Ok(96));
+        assert_eq!(a.free(p), Ok(96));
+        assert_eq!(a.free(p), Err(FreeError::DoubleFree));
+        assert_eq!(a.free(big), Ok(2 * MIB));
+        assert_eq!(a.free(big), Err(FreeError::Foreign));
+    }
+    assert_eq!(a.stats().live_allocations(), 0);
+    a.check().unwrap();
+}
+
+#[test]
+fn freeing_a_block_of_the_threshold_or_more_purges_its_pages() {
+    let os = FaultyOs::new();
+    let a = BuddyAlloc::with_os(small().purge(Purge::AtLeast(32 << 10)), &os);
+    // SAFETY: valid layouts; each freed once with its layout.
+    unsafe {
+        let small_block = a.alloc(l(16 << 10, 4096));
+        let large = a.alloc(l(64 << 10, 4096));
+        fill(large, 64 << 10, 3);
+        a.dealloc(large, l(64 << 10, 4096));
+        assert_eq!(os.purge_calls(), 1);
+        // The block reads as zeros when handed out again: the pages really went back.
+        let again = a.alloc(l(64 << 10, 4096));
+        assert_eq!(again, large);
+        assert!((0..64 << 10).all(|i| again.add(i).read() == 0));
+        a.dealloc(small_block, l(16 << 10, 4096));
+        assert_eq!(os.purge_calls(), 1, "below the threshold: kept");
+        // Shrinking by the threshold or more purges the tail.
+        let shrunk = a.realloc(again, l(64 << 10, 4096), 4096);
+        assert_eq!(shrunk, again);
+        assert_eq!(os.purge_calls(), 2);
+        a.dealloc(shrunk, l(4096, 4096));
+    }
+    let s = a.stats();
+    assert_eq!(s.os.purges, 2);
+    assert_eq!(s.os.purged_bytes, (64 << 10) + (60 << 10));
+    let never = BuddyAlloc::with_os(small().purge(Purge::Never), &os);
+    // SAFETY: valid layout, freed with it.
+    unsafe { never.dealloc(never.alloc(l(MIB / 2, 8)), l(MIB / 2, 8)) };
+    assert_eq!(os.purge_calls(), 2, "Purge::Never never purges");
+}
+
+#[test]
+fn a_refused_purge_is_counted_and_the_block_is_still_freed() {
+    let os = FaultyOs::new();
+    let a = BuddyAlloc::with_os(small(), &os);
+    os.set_fail_purge(true);
+    // SAFETY: valid layout, freed with it.
+    unsafe { a.dealloc(a.alloc(l(MIB / 2, 8)), l(MIB / 2, 8)) };
+    let s = a.stats();
+    assert_eq!((s.os.purges, s.os.purge_failures), (0, 1));
+    assert_eq!(s.live_allocations(), 0);
+    a.check().unwrap();
+}
+
+#[test]
+fn the_os_refusing_the_reservation_gives_null_until_it_relents() {
+    let os = FaultyOs::new().fail_map_after(0);
+    let a = BuddyAlloc::with_os(small(), &os);
+    // SAFETY: valid layout.
+    assert!(unsafe { a.alloc(l(64, 8)) }.is_null());
+    assert!(a.stats().os.map_failures >= 1);
+    assert_eq!(os.mapped_bytes(), 0, "nothing half-reserved is kept");
+    os.set_maps_left(usize::MAX);
+    assert_usable(&a);
+}
+
+#[test]
+fn a_smaller_range_is_reserved_when_the_os_refuses_the_whole_limit() {
+    // 64 chunks of 1 MiB asked for; the OS grants at most 20 MiB: 16 chunks it is.
+    let os = FaultyOs::new().byte_budget(20 * MIB);
+    let a = BuddyAlloc::with_os(small().memory_limit(64 * MIB), &os);
+    assert_usable(&a);
+    assert_eq!(a.stats().os.chunk_capacity, 16);
+    let mut n = 0;
+    // SAFETY: valid layout; never freed (the allocator is dropped at the end).
+    while !unsafe { a.alloc(l(MIB, 8)) }.is_null() {
+        n += 1;
+    }
+    assert_eq!(n, 16);
+}
+
+#[test]
+fn a_block_freed_by_a_thread_of_another_shard_goes_back_to_its_chunk() {
+    let a = BuddyAlloc::with_config(small().shards(2));
+    // Threads take shards round-robin in the order they first allocate; other tests' threads
+    // may interleave, so look for one thread of each shard.
+    let mut by_shard: [Option<usize>; 2] = [None, None];
+    std::thread::scope(|s| {
+        for _ in 0..64 {
+            if by_shard.iter().all(Option::is_some) {
+                break;
+            }
+            // Allocating pins the thread's shard and grows a chunk for it.
+            let (shard, p) = s
+                .spawn(|| {
+                    // SAFETY: valid layout; freed below by another thread.
+                    let p = unsafe { a.alloc(l(1000, 8)) } as usize;
+                    (a.current_shard(), p)
+                })
+                .join()
+                .unwrap();
+            if by_shard[shard].is_none() {
+                by_shard[shard] = Some(p);
+            } else {
+                // SAFETY: allocated above with this layout.
+                unsafe { a.dealloc(p as *mut u8, l(1000, 8)) };
+            }
+        }
+    });
+    let [Some(p0), Some(p1)] = by_shard else {
+        panic!("no thread landed on one of the shards");
+    };
+    // One chunk per shard, each holding the one block its thread kept.
+    let live_by_owner = || {
+        let mut live = [0usize; 2];
+        for i in 0..a.stats().os.chunks {
+            let (owner, s) = a.chunk_stats(i).unwrap();
+            live[owner] += s.live_allocations;
+        }
+        live
+    };
+    assert_eq!(
+        a.stats().os.chunks,
+        2,
+        "threads of different shards grow different chunks"
+    );
+    assert_eq!(live_by_owner(), [1, 1]);
+    // Free shard 0's block from another thread (of whichever shard): it goes back to the
+    // chunk of shard 0.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: allocated above with this layout; no one else uses it.
+            unsafe { a.dealloc(p0 as *mut u8, l(1000, 8)) };
+        });
+    });
+    assert_eq!(live_by_owner(), [0, 1]);
+    // SAFETY: as above.
+    unsafe { a.dealloc(p1 as *mut u8, l(1000, 8)) };
+    assert_eq!(live_by_owner(), [0, 0]);
+    a.check().unwrap();
+}
+
+#[test]
+fn threads_allocating_and_freeing_at_once_never_share_a_byte() {
+    let a = BuddyAlloc::with_config(small().memory_limit(64 * MIB).shards(2));
+    std::thread::scope(|s| {
+        for t in 0..4usize {
+            let a = &a;
+            s.spawn(move || {
+                let mut live: Vec<(usize, usize, usize)> = Vec::new();
+                let mut seed = t as u64 * 0x9E37_79B9 + 1;
+                for step in 0..4000usize {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    if live.len() > 50 || (seed & 3 == 0 && !live.is_empty()) {
+                        let (p, size, id) = live.swap_remove(seed as usize % live.len());
+                        // SAFETY: this thread's live block of `size` bytes.
+                        unsafe {
+                            assert!(intact(p as *const u8, size, id), "block overwritten");
+                            a.dealloc(p as *mut u8, l(size, 8));
+                        }
+                    } else {
+                        let size = 1 + (seed >> 8) as usize % 5000;
+                        let id = t * 1_000_000 + step;
+                        // SAFETY: valid layout.
+                        let p = unsafe { a.alloc(l(size, 8)) };
+                        assert!(!p.is_null());
+                        // SAFETY: fresh block of `size` bytes.
+                        unsafe { fill(p, size, id) };
+                        live.push((p as usize, size, id));
+                    }
+                }
+                for (p, size, id) in live {
+                    // SAFETY: as above.
+                    unsafe {
+                        assert!(intact(p as *const u8, size, id));
+                        a.dealloc(p as *mut u8, l(size, 8));
+                    }
+                }
+            });
+        }
+    });
+    let s = a.stats();
+    assert_eq!(s.live_allocations(), 0);
+    assert_eq!(s.heap.allocations, s.heap.frees);
+    assert_eq!(s.heap.free_bytes, s.heap.managed_bytes);
+    a.check().unwrap();
+}
+
+#[test]
+fn alloc_zeroed_gives_zeros_even_for_a_reused_block() {
+    let a = BuddyAlloc::with_config(small().purge(Purge::Never));
+    let layout = l(4096, 4096);
+    // SAFETY: valid layout; each block freed once with it.
+    unsafe {
+        let p = a.alloc(layout);
+        p.write_bytes(0xFF, 4096);
+        a.dealloc(p, layout);
+        let q = a.alloc_zeroed(layout);
+        assert_eq!(q, p, "the same block, dirty, is reused");
+        assert!((0..4096).all(|i| q.add(i).read() == 0));
+        a.dealloc(q, layout);
+    }
+}
+
+#[test]
+fn vectors_and_a_hash_map_live_in_an_arena_and_resize_there() {
+    let arena = BuddyArena::new(8 * MIB).unwrap();
+    let mut v = AVec::new_in(&arena);
+    for i in 0..100_000u32 {
+        v.push(i);
+    }
+    let mut strings = AVec::new_in(&arena);
+    strings.extend((0..1000).map(|i| format!("s{i}")));
+    let mut map = hashbrown::HashMap::new_in(&arena);
+    for (i, s) in strings.iter().enumerate() {
+        map.insert(s.as_str(), i);
+    }
+    assert_eq!(map["s999"], 999);
+    assert_eq!(v.iter().map(|&x| x as u64).sum::<u64>(), 4_999_950_000);
+    v.truncate(10);
+    v.shrink_to_fit();
+    assert_eq!(v.capacity(), 10);
+    assert_eq!(v[9], 9);
+    assert_eq!(arena.stats().live_allocations(), 3);
+    drop(map);
+    drop((strings, v));
+    let s = arena.stats();
+    assert_eq!(s.live_allocations(), 0);
+    assert_eq!(s.heap.free_bytes, s.heap.managed_bytes);
+    arena.as_alloc().check().unwrap();
+}
+
+#[test]
+fn growing_with_a_larger_alignment_moves_the_block_and_keeps_its_contents() {
+    let a = BuddyAlloc::with_config(small());
+    let alloc = &a;
+    let old = l(64, 8);
+    let new = l(128, 1024);
+    let p = allocator_api2::alloc::Allocator::allocate(&alloc, old)
+        .unwrap()
+        .cast::<u8>();
+    // SAFETY: a live block of 64 bytes.
+    unsafe { fill(p.as_ptr(), 64, 4) };
+    // SAFETY: p is live with `old`; `new` is at least as large.
+    let q = unsafe { allocator_api2::alloc::Allocator::grow_zeroed(&alloc, p, old, new) }.unwrap();
+    let q = q.cast::<u8>();
+    assert_eq!(q.as_ptr() as usize % 1024, 0);
+    // SAFETY: q is live with 128 bytes.
+    unsafe {
+        assert!(intact(q.as_ptr(), 64, 4));
+        assert!((64..128).all(|i| q.as_ptr().add(i).read() == 0));
+        allocator_api2::alloc::Allocator::deallocate(&alloc, q, new);
+    }
+    assert_eq!(a.stats().live_allocations(), 0);
+    a.check().unwrap();
+}
+
+#[test]
+fn dropping_an_arena_gives_all_its_memory_back() {
+    let os = FaultyOs::new();
+    {
+        let arena = BuddyArena::with_config_in(small(), &os).unwrap();
+        assert!(os.mapped_bytes() > 0, "an arena reserves up front");
+        let mut v = AVec::new_in(&arena);
+        v.extend(0..1000u64);
+        let mut big = AVec::<u8, _>::with_capacity_in(3 * MIB, &arena);
+        big.resize(3 * MIB, 7);
+        assert_eq!(arena.stats().os.direct_allocations, 1);
+        // Leak both on purpose: the arena still owns their memory.
+        std::mem::forget(v);
+        std::mem::forget(big);
+    }
+    assert_eq!(os.mapped_bytes(), 0);
+    assert_eq!(os.unmap_calls(), os.map_calls() - os.failed_maps());
+}
+
+#[test]
+fn an_arena_reports_a_bad_capacity_or_an_os_refusal() {
+    assert!(BuddyArena::new(0).is_err());
+    assert!(BuddyArena::new(usize::MAX).is_err());
+    let c = BuddyArena::config_for(10 * MIB).unwrap();
+    assert_eq!((c.chunk_bytes(), c.limit_bytes()), (16 * MIB, 16 * MIB));
+    let c = BuddyArena::config_for(100 * MIB).unwrap();
+    assert_eq!((c.chunk_bytes(), c.limit_bytes()), (64 * MIB, 128 * MIB));
+    let os = FaultyOs::new().fail_map_after(0);
+    let err = BuddyArena::with_config_in(small(), &os).unwrap_err();
+    assert_eq!(err, buddy_std::ArenaError::Os(buddy_mmap::Errno::NOMEM));
+    assert!(err.to_string().contains("refused"));
+}
+
+#[test]
+fn stats_count_allocations_frees_failures_and_os_figures() {
+    let a = BuddyAlloc::with_config(small());
+    assert_eq!(
+        a.stats().os.reserved_bytes,
+        0,
+        "nothing reserved before the first use"
+    );
+    // SAFETY: valid layouts; freed with them.
+    unsafe {
+        let ps: Vec<_> = (0..10).map(|_| a.alloc(l(100, 8))).collect();
+        let s = a.stats();
+        assert_eq!((s.heap.allocations, s.heap.live_allocations), (10, 10));
+        assert_eq!(s.heap.allocated_bytes, 10 * 112);
+        assert_eq!(s.heap.requested_bytes_total, 1000);
+        assert!(a.alloc(l(64, 1 << 30)).is_null());
+        for p in ps {
+            a.dealloc(p, l(100, 8));
+        }
+    }
+    let s = a.stats();
+    assert_eq!(
+        (s.heap.frees, s.live_allocations(), s.heap.failed_requests),
+        (10, 0, 1)
+    );
+    assert_eq!(
+        (s.os.chunks, s.os.chunk_capacity, s.os.chunk_bytes),
+        (1, 8, MIB)
+    );
+    assert!(s.os.reserved_bytes >= 8 * MIB);
+    assert_eq!(s.os.committed_bytes, MIB);
+    let text = s.to_string();
+    assert!(text.contains("os: 1 of 8 chunks"), "{text}");
 }
