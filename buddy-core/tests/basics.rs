@@ -253,7 +253,7 @@ fn stats_display_reads_like_buddyinfo() {
 
 #[test]
 fn page_frames_with_separate_metadata_never_touch_the_frames() {
-    const LEN: usize = 1 << 22;
+    const LEN: usize = if cfg!(miri) { 1 << 18 } else { 1 << 22 };
     let words = buddy_core::metadata_words(LEN, 4096);
     let meta: &'static mut [u64] = Box::leak(vec![u64::MAX; words].into_boxed_slice());
     let (p, len) = common::region(LEN, 0);

@@ -92,6 +92,10 @@ fn worst_words_per_call(len: usize) -> (usize, u32) {
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "fills a 4 MiB heap block by block: minutes under Miri; counts are the same"
+)]
 fn work_per_call_grows_with_log_n_not_n() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (small, small_orders) = worst_words_per_call(1 << 16);
@@ -125,7 +129,7 @@ fn no_path_allocates() {
     unsafe { h.add_region_with_metadata(q, qlen, meta) }.unwrap();
     let mut live: [Option<NonNull<u8>>; 64] = [None; 64];
     let mut x = 12345u64;
-    for i in 0..20_000usize {
+    for i in 0..if cfg!(miri) { 300 } else { 20_000usize } {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;

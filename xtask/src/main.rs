@@ -3,11 +3,15 @@
 //! - `test`: every test of the workspace (unit, integration, property, doctests), then the
 //!   extra passes each crate asks for, with a summary line per pass.
 //! - `demo`: a tour of the allocator for newcomers.
+//! - `bench`: buddy-core against its peers; writes `docs/BENCHMARKS.md` (`--quick`: smoke run).
 //!
 //! One module per command; cargo is invoked through `$CARGO`; no shell scripts.
 #![forbid(unsafe_code)]
 
+mod bench;
 mod demo;
+mod fuzz;
+mod harden;
 mod test;
 mod util;
 
@@ -29,7 +33,9 @@ fn try_main() -> Result<(), String> {
     let rest: Vec<String> = args.collect();
     match cmd.as_str() {
         "test" => test::run(&rest),
+        "bench" => bench::run(&rest),
         "demo" => demo::run(&rest),
+        "fuzz" => fuzz::run(&rest),
         "" | "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(())
@@ -42,4 +48,7 @@ const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   test    run every test: workspace tests, doctests, and the extra passes (summary at the end)
-  demo    walk through the allocator: a heap over a static buffer, splits, merges, errors, stats";
+  bench   buddy-core vs its peers: table, docs/bench/results.csv, bench.svg, docs/BENCHMARKS.md
+          (about 4 min; --quick: a smoke run that writes nothing)
+  demo    walk through the allocator: a heap over a static buffer, splits, merges, errors, stats
+  fuzz    fuzz buddy-core against its shadow model: cargo xtask fuzz [--secs N] (default 60)";

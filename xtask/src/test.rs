@@ -28,8 +28,14 @@ fn from(r: Result<(), String>) -> Outcome {
     }
 }
 
-/// All passes, in order.
+/// All passes, in order: the plain ones, then the hardening ones (`harden.rs`).
 fn passes() -> Vec<Pass> {
+    let mut all = plain_passes();
+    all.extend(crate::harden::passes());
+    all
+}
+
+fn plain_passes() -> Vec<Pass> {
     vec![
         Pass {
             name: "workspace tests (unit, integration, property, doctests)",
@@ -51,7 +57,16 @@ fn passes() -> Vec<Pass> {
             name: "buddy-core builds for bare metal (x86_64-unknown-none, thumbv7em-none-eabihf)",
             run: no_std_targets,
         },
+        Pass {
+            name: "bench smoke run: every allocator self-checked (cargo xtask bench --quick)",
+            run: bench_smoke,
+        },
     ]
+}
+
+/// The benchmark program, built as `cargo xtask bench` builds it, on a few thousand ops.
+fn bench_smoke() -> Outcome {
+    from(sh(&mut crate::bench::command(&["--quick".to_string()])))
 }
 
 fn workspace() -> Outcome {
