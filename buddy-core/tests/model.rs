@@ -337,15 +337,14 @@ fn config() -> impl Strategy<Value = Config> {
 }
 
 fn regions() -> impl Strategy<Value = Vec<(usize, usize)>> {
-    prop::collection::vec(
-        (
-            prop_oneof![Just(1usize << 14), Just(40_000), Just(1 << 16)],
-            0usize..300,
-        ),
-        1..=2,
-    )
+    // Miri runs every byte access through its interpreter: smaller regions there.
+    let sizes = if cfg!(miri) {
+        prop_oneof![Just(1usize << 12), Just(5_000)].boxed()
+    } else {
+        prop_oneof![Just(1usize << 14), Just(40_000), Just(1 << 16)].boxed()
+    };
+    prop::collection::vec((sizes, 0usize..300), 1..=2)
 }
-
 fn cases() -> u32 {
     let default = if cfg!(miri) { 4 } else { 200 };
     std::env::var("PROPTEST_CASES")
@@ -386,7 +385,8 @@ proptest! {
 fn fill_until_exhausted_then_free_all_restores_the_heap() {
     for exact in [false, true] {
         let config = Config::new().exact_fit(exact);
-        let mut h = Harness::new(config, &[(1 << 16, 24)], true);
+        let len = if cfg!(miri) { 1 << 12 } else { 1 << 16 };
+        let mut h = Harness::new(config, &[(len, 24)], true);
         let initial = h.heap.stats();
         let mut n = 0;
         for i in 0.. {
@@ -400,7 +400,7 @@ fn fill_until_exhausted_then_free_all_restores_the_heap() {
             }
             n += 1;
         }
-        assert!(n > 50, "only {n} allocations fit");
+        assert!(n > 5, "only {n} allocations fit");
         h.finish(initial);
     }
 }
