@@ -1,0 +1,490 @@
+//! buddy-core against its peers: `cargo xtask bench` (or `cargo bench -p buddy-core --bench
+//! peers`). A program, not a test: it prints a table of medians, and writes
+//! `docs/bench/results.csv`, `docs/bench/bench.svg` and `docs/BENCHMARKS.md`.
+//!
+//! Every allocator gets the same region and exactly the same requests (scripts generated from
+//! fixed seeds, see `workloads.rs`), passes a self-check on its own script before it is timed
+//! (or is reported and left out), and is timed `REPS` times with the order of allocators
+//! reversed every other repetition; tables show medians.
+//!
+//! - `--quick`: a smoke run (a few thousand ops per workload, one repetition, every op
+//!   self-checked); writes nothing. Also what runs under `cargo test` (no `--bench` flag).
+//! - `--write`: write the files even in quick mode (to check the writers).
+//!
+//! The exit code is non-zero if any buddy configuration fails its self-check.
+
+mod report;
+mod subjects;
+mod threads;
+mod workloads;
+
+use std::alloc::Layout;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use subjects::{Region, Who, dispatch};
+use threads::{Shared, SharedCheck, Threads, with_shared};
+use workloads::{Check, Clock, Efficiency, Latency, Script, Throughput, quantile};
+
+const MIB: usize = 1 << 20;
+
+/// How big and how long: the full run or the smoke run.
+struct Plan {
+    quick: bool,
+    reps: usize,
+    /// Ops checked per script before timing (`usize::MAX`: all).
+    check_limit: usize,
+    /// Time allowed for the timed part of one run before it is cut.
+    budget: Duration,
+    /// Time allowed for the untimed warm-up of one run ("too slow" past it).
+    warm_budget: Duration,
+    /// Once a subject has spent this long in one workload, it gets no more repetitions.
+    cell_budget: Duration,
+    /// Time allowed to fill the region in one `efficiency` run.
+    efficiency_budget: Duration,
+    pairs: usize,
+    /// Region of `random-actions`, `frames`, `latency`, `efficiency`, `threads`.
+    main_len: usize,
+    /// Regions of `scaling` (the main region is added to the row).
+    scaling: [usize; 3],
+    timed_ops: usize,
+    frames_churn: usize,
+    latency_live: usize,
+    latency_rounds: usize,
+    efficiency_seeds: u64,
+    thread_ops: usize,
+    thread_slots: usize,
+}
+
+impl Plan {
+    fn full() -> Plan {
+        Plan {
+            quick: false,
+            reps: 7,
+            check_limit: 60_000,
+            budget: Duration::from_millis(250),
+            warm_budget: Duration::from_secs(4),
+            cell_budget: Duration::from_secs(3),
+            efficiency_budget: Duration::from_secs(6),
+            pairs: 300_000,
+            main_len: 64 * MIB,
+            scaling: [MIB, 16 * MIB, 256 * MIB],
+            timed_ops: 400_000,
+            frames_churn: 100_000,
+            latency_live: 10_000,
+            latency_rounds: 20_000,
+            efficiency_seeds: 5,
+            thread_ops: 200_000,
+            thread_slots: 8192,
+        }
+    }
+
+    fn quick() -> Plan {
+        Plan {
+            quick: true,
+            reps: 1,
+            check_limit: usize::MAX,
+            budget: Duration::from_millis(200),
+            warm_budget: Duration::from_secs(4),
+            cell_budget: Duration::from_secs(3),
+            efficiency_budget: Duration::from_secs(4),
+            pairs: 2000,
+            main_len: 4 * MIB,
+            scaling: [MIB, 2 * MIB, 8 * MIB],
+            timed_ops: 4000,
+            frames_churn: 1000,
+            latency_live: 1000,
+            latency_rounds: 2000,
+            efficiency_seeds: 1,
+            thread_ops: 4000,
+            thread_slots: 256,
+        }
+    }
+
+    /// `random-actions` over `len`: one slot per 2 KiB of region (the table settles 60% full,
+    /// ~25% of the region requested), warmed up with 4 ops per slot.
+    fn random_actions(&self, len: usize, seed: u64) -> Script {
+        let slots = len / 2048;
+        workloads::random_actions(slots, 4 * slots, self.timed_ops, seed)
+    }
+}
+
+/// One big region, aligned to its size, touched once so that no allocator pays page faults.
+struct Arena {
+    ptr: *mut u8,
+    layout: Layout,
+}
+
+impl Arena {
+    fn new(len: usize) -> Arena {
+        let layout = Layout::from_size_align(len, len).expect("power-of-two region");
+        // SAFETY: non-zero size.
+        let ptr = unsafe { std::alloc::alloc(layout) };
+        assert!(
+            !ptr.is_null(),
+            "cannot allocate the {} MiB region",
+            len / MIB
+        );
+        // SAFETY: `ptr` is valid for `len` bytes.
+        unsafe { ptr.write_bytes(0, len) };
+        Arena { ptr, layout }
+    }
+
+    fn region(&self, len: usize) -> Region {
+        assert!(len <= self.layout.size());
+        Region { ptr: self.ptr, len }
+    }
+}
+
+impl Drop for Arena {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { std::alloc::dealloc(self.ptr, self.layout) };
+    }
+}
+
+/// Runs `f`, turning a panic into an error (a peer that panics is reported, not fatal).
+fn guarded<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(e) => Err(format!(
+            "panicked: {}",
+            e.downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| e.downcast_ref::<&str>().copied())
+                .unwrap_or("?")
+        )),
+    }
+}
+
+/// The allocators of the throughput and latency workloads, in table order.
+const SUBJECTS: [Who; 8] = [
+    Who::Buddy,
+    Who::Talc,
+    Who::Rlsf,
+    Who::Bsa,
+    Who::Lla,
+    Who::BuddyAlloc,
+    Who::Floor,
+    Who::System,
+];
+
+/// The order of a repetition: forward on even reps, backward on odd ones.
+fn order<T: Copy>(items: &[T], rep: usize) -> Vec<(usize, T)> {
+    let mut v: Vec<(usize, T)> = items.iter().copied().enumerate().collect();
+    if rep % 2 == 1 {
+        v.reverse();
+    }
+    v
+}
+
+fn progress(msg: &str) {
+    eprintln!(
+        "[{:>6.1}s] {msg}",
+        START.with(|s| s.elapsed().as_secs_f64())
+    );
+}
+
+thread_local! {
+    static START: Instant = Instant::now();
+}
+
+/// Self-check, then `reps` timed runs of every subject on `script`.
+fn throughput(
+    plan: &Plan,
+    arena: &Arena,
+    name: &str,
+    len: usize,
+    script: &Script,
+    who: &[Who],
+) -> report::Work {
+    progress(&format!(
+        "{name}: {} ops, {} MiB region",
+        script.ops.len(),
+        len / MIB
+    ));
+    let region = arena.region(len);
+    let mut cells: Vec<report::Cell> = who.iter().map(|&w| report::Cell::new(w)).collect();
+    for c in &mut cells {
+        let mut job = Check {
+            script,
+            limit: plan.check_limit,
+            region,
+        };
+        if let Err(e) = guarded(|| dispatch(c.who.unwrap(), region, &mut job)?) {
+            c.status = Some(format!("self-check failed: {e}"));
+        }
+    }
+    let mut spent = vec![Duration::ZERO; who.len()];
+    for rep in 0..plan.reps {
+        for (i, w) in order(who, rep) {
+            if cells[i].status.is_some() || spent[i] > plan.cell_budget {
+                continue;
+            }
+            let mut job = Throughput {
+                script,
+                budget: plan.budget,
+                warm_budget: plan.warm_budget,
+            };
+            let t0 = Instant::now();
+            match guarded(|| dispatch(w, region, &mut job)?) {
+                Ok(run) => cells[i].runs.push(run),
+                Err(e) => cells[i].status = Some(e),
+            }
+            spent[i] += t0.elapsed();
+        }
+    }
+    report::Work {
+        name: name.to_string(),
+        region: len,
+        cells,
+    }
+}
+
+fn latency(plan: &Plan, arena: &Arena, clock: &Clock) -> Vec<report::LatCell> {
+    let script = workloads::latency(plan.latency_live, plan.latency_rounds, 0x1a7e);
+    progress(&format!(
+        "latency: {} live, {} holes, {} timed calls",
+        plan.latency_live,
+        plan.latency_live,
+        2 * plan.latency_rounds
+    ));
+    let region = arena.region(plan.main_len);
+    let mut cells: Vec<report::LatCell> = SUBJECTS
+        .iter()
+        .map(|&w| report::LatCell {
+            cell: report::Cell::new(w),
+            reps: Vec::new(),
+        })
+        .collect();
+    for c in &mut cells {
+        let mut job = Check {
+            script: &script,
+            limit: plan.check_limit,
+            region,
+        };
+        if let Err(e) = guarded(|| dispatch(c.cell.who.unwrap(), region, &mut job)?) {
+            c.cell.status = Some(format!("self-check failed: {e}"));
+        }
+    }
+    let mut spent = [Duration::ZERO; SUBJECTS.len()];
+    for rep in 0..plan.reps {
+        for (i, w) in order(&SUBJECTS, rep) {
+            if cells[i].cell.status.is_some() || spent[i] > plan.cell_budget {
+                continue;
+            }
+            let mut job = Latency {
+                script: &script,
+                clock,
+                warm_budget: plan.warm_budget,
+            };
+            let t0 = Instant::now();
+            let r = guarded(|| dispatch(w, region, &mut job)?);
+            spent[i] += t0.elapsed();
+            match r {
+                Ok(s) => {
+                    let st = |v: &[f64]| {
+                        [
+                            quantile(v, 0.5),
+                            quantile(v, 0.99),
+                            quantile(v, 0.999),
+                            v.last().copied().unwrap_or(f64::NAN),
+                        ]
+                    };
+                    cells[i].reps.push((st(&s.alloc), st(&s.free), s.fails));
+                }
+                Err(e) => cells[i].cell.status = Some(e),
+            }
+        }
+    }
+    cells
+}
+
+fn efficiency(plan: &Plan, arena: &Arena) -> Vec<report::EffCell> {
+    let region = arena.region(plan.main_len);
+    progress(&format!(
+        "efficiency: {} seeds, {} MiB region",
+        plan.efficiency_seeds,
+        plan.main_len / MIB
+    ));
+    let who = [
+        Who::Buddy,
+        Who::BuddyPow2,
+        Who::Talc,
+        Who::Rlsf,
+        Who::Bsa,
+        Who::Lla,
+        Who::BuddyAlloc,
+        Who::Floor,
+    ];
+    let mut out = Vec::new();
+    for w in who {
+        let mut cell = report::EffCell {
+            cell: report::Cell::new(w),
+            seeds: Vec::new(),
+        };
+        for seed in 0..plan.efficiency_seeds {
+            let mut job = Efficiency {
+                seed: 0xeff + seed,
+                region,
+                budget: plan.efficiency_budget,
+            };
+            match guarded(|| dispatch(w, region, &mut job)?) {
+                Ok(Some(e)) => cell.seeds.push(e),
+                Ok(None) => {
+                    cell.cell.status = Some(format!(
+                        "too slow: region not full after {} s",
+                        plan.efficiency_budget.as_secs()
+                    ));
+                    break;
+                }
+                Err(e) => {
+                    cell.cell.status = Some(format!("self-check failed: {e}"));
+                    break;
+                }
+            }
+        }
+        out.push(cell);
+    }
+    out
+}
+
+fn threads(plan: &Plan, arena: &Arena) -> Vec<report::Work> {
+    let region = arena.region(plan.main_len);
+    let subjects = Shared::all();
+    let mut out = Vec::new();
+    for n in [1usize, 2] {
+        let scripts: Vec<Script> = (0..n)
+            .map(|t| {
+                let s = plan.thread_slots;
+                workloads::random_actions(s, 4 * s, plan.thread_ops, 0x7ead + t as u64)
+            })
+            .collect();
+        progress(&format!("threads-{n}: {} ops per thread", plan.thread_ops));
+        let mut cells: Vec<report::Cell> =
+            subjects.iter().map(|&s| report::Cell::shared(s)).collect();
+        for (c, &s) in cells.iter_mut().zip(&subjects) {
+            let mut job = SharedCheck {
+                script: &scripts[0],
+                limit: plan.check_limit,
+                region,
+            };
+            if let Err(e) = guarded(|| with_shared(s, region, &mut job)?) {
+                c.status = Some(format!("self-check failed: {e}"));
+            }
+        }
+        for rep in 0..plan.reps.min(5) {
+            for (i, s) in order(&subjects, rep) {
+                if cells[i].status.is_some() {
+                    continue;
+                }
+                let mut job = Threads { scripts: &scripts };
+                match guarded(|| with_shared(s, region, &mut job)) {
+                    Ok(run) => cells[i].runs.push(run),
+                    Err(e) => cells[i].status = Some(e),
+                }
+            }
+        }
+        out.push(report::Work {
+            name: format!("threads-{n}"),
+            region: plan.main_len,
+            cells,
+        });
+    }
+    out
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let has = |f: &str| args.iter().any(|a| a == f);
+    // `cargo bench` passes `--bench`; without it we run under `cargo test`: smoke mode.
+    let quick = has("--quick") || !has("--bench");
+    let write = has("--write") || !quick;
+    let plan = if quick { Plan::quick() } else { Plan::full() };
+    START.with(|_| ());
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("  (a subject panicked: {info})");
+    }));
+
+    let largest = plan.scaling[2].max(plan.main_len);
+    let arena = Arena::new(largest);
+    let clock = Clock::calibrate();
+    let main_len = plan.main_len;
+
+    let mut works = Vec::new();
+    let pairs = workloads::pairs(plan.pairs, 0x9a1);
+    works.push(throughput(
+        &plan, &arena, "pairs", main_len, &pairs, &SUBJECTS,
+    ));
+    drop(pairs);
+
+    let ra = plan.random_actions(main_len, 0x5eed);
+    works.push(throughput(
+        &plan,
+        &arena,
+        "random-actions",
+        main_len,
+        &ra,
+        &SUBJECTS,
+    ));
+    drop(ra);
+
+    let frames = workloads::frames(main_len, 0.7, plan.frames_churn, 0xf4a);
+    let mut frame_subjects = vec![Who::BuddyFrames];
+    frame_subjects.extend_from_slice(&SUBJECTS);
+    works.push(throughput(
+        &plan,
+        &arena,
+        "frames",
+        main_len,
+        &frames,
+        &frame_subjects,
+    ));
+    drop(frames);
+
+    for len in plan.scaling {
+        let s = plan.random_actions(len, 0x5eed);
+        let name = format!("scaling-{}M", len / MIB);
+        works.push(throughput(&plan, &arena, &name, len, &s, &SUBJECTS));
+    }
+
+    let lat = latency(&plan, &arena, &clock);
+    let eff = efficiency(&plan, &arena);
+    let thr = threads(&plan, &arena);
+
+    let results = report::Results {
+        quick: plan.quick,
+        reps: plan.reps,
+        main_len,
+        scaling: plan.scaling,
+        works,
+        latency: lat,
+        efficiency: eff,
+        threads: thr,
+        clock_ns_per_tick: clock.ns_per_tick,
+        clock_overhead_ns: clock.overhead as f64 * clock.ns_per_tick,
+        elapsed: START.with(|s| s.elapsed()),
+        buddy_std: Shared::all().contains(&Shared::BuddyStd),
+    };
+    report::print(&results);
+    if write {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
+        match report::write(&results, &dir) {
+            Ok(files) => {
+                for f in files {
+                    eprintln!("wrote {}", f.display());
+                }
+            }
+            Err(e) => {
+                eprintln!("error: cannot write the results: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    if results.buddy_failed_check() {
+        eprintln!("error: a buddy configuration failed its self-check");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}

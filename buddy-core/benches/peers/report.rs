@@ -1,0 +1,1426 @@
+//! Results: medians, ratios, the issue's targets, and the outputs (stdout table, CSV, SVG chart,
+//! `docs/BENCHMARKS.md`). Every output is built from the same [`Table`]s.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use buddy_core::metadata_words;
+
+use crate::subjects::Who;
+use crate::threads::Shared;
+use crate::workloads::Run;
+
+/// What a row is to the ratios: buddy itself, a peer, or the floor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A buddy-core configuration (or buddy-std).
+    Buddy,
+    /// A peer allocator (System included).
+    Peer,
+    /// The floor pool.
+    Floor,
+}
+
+/// One allocator in one workload.
+#[derive(Clone, Debug)]
+pub struct Cell {
+    /// The single-threaded subject, if it is one.
+    pub who: Option<Who>,
+    /// Name in tables.
+    pub name: String,
+    /// Role in the ratios.
+    pub kind: Kind,
+    /// Why it was not timed (self-check failure, setup error, panic).
+    pub status: Option<String>,
+    /// The timed repetitions.
+    pub runs: Vec<Run>,
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+impl Cell {
+    /// A single-threaded subject.
+    pub fn new(who: Who) -> Cell {
+        let kind = if who.is_buddy() {
+            Kind::Buddy
+        } else if who == Who::Floor {
+            Kind::Floor
+        } else {
+            Kind::Peer
+        };
+        Cell {
+            who: Some(who),
+            name: who.name().to_string(),
+            kind,
+            status: None,
+            runs: Vec::new(),
+        }
+    }
+
+    /// A thread-safe subject.
+    pub fn shared(s: Shared) -> Cell {
+        let kind = match s {
+            Shared::BuddyLocked | Shared::BuddyStd => Kind::Buddy,
+            _ => Kind::Peer,
+        };
+        Cell {
+            who: None,
+            name: s.name().to_string(),
+            kind,
+            status: None,
+            runs: Vec::new(),
+        }
+    }
+
+    /// Timed and not disqualified.
+    pub fn timed(&self) -> bool {
+        self.status.is_none() && !self.runs.is_empty()
+    }
+
+    /// Median ns per call (NaN if not timed).
+    pub fn ns(&self) -> f64 {
+        if !self.timed() {
+            return f64::NAN;
+        }
+        median(&mut self.runs.iter().map(|r| r.ns_per_call).collect::<Vec<_>>())
+    }
+
+    fn spread(&self) -> (f64, f64) {
+        let v = self.runs.iter().map(|r| r.ns_per_call);
+        (
+            v.clone().fold(f64::INFINITY, f64::min),
+            v.fold(f64::NEG_INFINITY, f64::max),
+        )
+    }
+
+    /// Most failed requests in any repetition.
+    pub fn fails(&self) -> u64 {
+        self.runs.iter().map(|r| r.fails).max().unwrap_or(0)
+    }
+
+    fn cut(&self) -> bool {
+        self.runs.iter().any(|r| r.cut)
+    }
+}
+
+/// A throughput workload: one cell per allocator.
+#[derive(Clone, Debug)]
+pub struct Work {
+    /// `pairs`, `random-actions`, …
+    pub name: String,
+    /// Region size in bytes.
+    pub region: usize,
+    /// The allocators.
+    pub cells: Vec<Cell>,
+}
+
+impl Work {
+    fn cell(&self, name: &str) -> Option<&Cell> {
+        self.cells.iter().find(|c| c.name == name)
+    }
+
+    fn ns_of(&self, name: &str) -> f64 {
+        self.cell(name).map_or(f64::NAN, Cell::ns)
+    }
+
+    /// The fastest timed peer.
+    fn best_peer(&self) -> Option<&Cell> {
+        self.cells
+            .iter()
+            .filter(|c| c.kind == Kind::Peer && c.timed())
+            .min_by(|a, b| a.ns().total_cmp(&b.ns()))
+    }
+}
+
+/// One repetition of `latency`: (alloc, free) × (p50, p99, p99.9, max) in ns, failed requests.
+pub type LatRep = ([f64; 4], [f64; 4], u64);
+
+/// `latency` for one allocator.
+#[derive(Clone, Debug)]
+pub struct LatCell {
+    /// The allocator.
+    pub cell: Cell,
+    /// One entry per repetition.
+    pub reps: Vec<LatRep>,
+}
+
+impl LatCell {
+    /// Median over repetitions of each statistic: alloc then free.
+    fn stats(&self) -> Option<([f64; 4], [f64; 4])> {
+        if self.cell.status.is_some() || self.reps.is_empty() {
+            return None;
+        }
+        let m =
+            |f: &dyn Fn(&LatRep) -> f64| median(&mut self.reps.iter().map(f).collect::<Vec<_>>());
+        let a = [0, 1, 2, 3].map(|i| m(&|r| r.0[i]));
+        let f = [0, 1, 2, 3].map(|i| m(&|r| r.1[i]));
+        Some((a, f))
+    }
+
+    /// Largest single call over all repetitions: (alloc, free).
+    fn worst(&self) -> (f64, f64) {
+        self.reps
+            .iter()
+            .fold((0.0f64, 0.0f64), |(a, f), r| (a.max(r.0[3]), f.max(r.1[3])))
+    }
+}
+
+/// `efficiency` for one allocator: one ratio per seed.
+#[derive(Clone, Debug)]
+pub struct EffCell {
+    /// The allocator.
+    pub cell: Cell,
+    /// Live requested bytes / region size at the first failure, per seed.
+    pub seeds: Vec<f64>,
+}
+
+impl EffCell {
+    fn mean(&self) -> f64 {
+        if self.cell.status.is_some() || self.seeds.is_empty() {
+            return f64::NAN;
+        }
+        self.seeds.iter().sum::<f64>() / self.seeds.len() as f64
+    }
+}
+
+/// Everything one run of the bench measured.
+pub struct Results {
+    /// Smoke run.
+    pub quick: bool,
+    /// Repetitions per cell.
+    pub reps: usize,
+    /// Main region size.
+    pub main_len: usize,
+    /// Regions of the scaling rows.
+    pub scaling: [usize; 3],
+    /// Throughput workloads (pairs, random-actions, frames, scaling-*).
+    pub works: Vec<Work>,
+    /// `latency`.
+    pub latency: Vec<LatCell>,
+    /// `efficiency`.
+    pub efficiency: Vec<EffCell>,
+    /// `threads-1`, `threads-2`.
+    pub threads: Vec<Work>,
+    /// TSC calibration.
+    pub clock_ns_per_tick: f64,
+    /// Cost of an empty timed call, subtracted from latency samples.
+    pub clock_overhead_ns: f64,
+    /// Wall time of the whole run.
+    pub elapsed: Duration,
+    /// buddy-std's `BuddyAlloc` is in this build.
+    pub buddy_std: bool,
+}
+
+impl Results {
+    /// Some buddy-core configuration failed a self-check (the run then fails).
+    pub fn buddy_failed_check(&self) -> bool {
+        let bad = |c: &Cell| c.kind == Kind::Buddy && c.status.is_some();
+        self.works
+            .iter()
+            .chain(&self.threads)
+            .any(|w| w.cells.iter().any(bad))
+            || self.latency.iter().any(|l| bad(&l.cell))
+            || self.efficiency.iter().any(|e| bad(&e.cell))
+    }
+
+    fn work(&self, name: &str) -> Option<&Work> {
+        self.works
+            .iter()
+            .chain(&self.threads)
+            .find(|w| w.name == name)
+    }
+
+    fn scaling_names(&self) -> [String; 3] {
+        self.scaling.map(|l| format!("scaling-{}M", l >> 20))
+    }
+}
+
+/// A table rendered as aligned text (stdout) or Markdown.
+pub struct Table {
+    title: String,
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+    notes: Vec<String>,
+}
+
+impl Table {
+    fn new(title: impl Into<String>, header: &[&str]) -> Table {
+        Table {
+            title: title.into(),
+            header: header.iter().map(|s| s.to_string()).collect(),
+            rows: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    fn row(&mut self, r: Vec<String>) {
+        self.rows.push(r);
+    }
+
+    fn text(&self) -> String {
+        let n = self.header.len();
+        let mut w = vec![0; n];
+        for r in std::iter::once(&self.header).chain(&self.rows) {
+            for (i, c) in r.iter().enumerate() {
+                w[i] = w[i].max(c.chars().count());
+            }
+        }
+        let mut s = format!("\n{}\n", self.title);
+        for (k, r) in std::iter::once(&self.header).chain(&self.rows).enumerate() {
+            let mut line = String::new();
+            for (i, c) in r.iter().enumerate() {
+                let pad = w[i] - c.chars().count();
+                if i == 0 {
+                    line += &format!("{c}{}", " ".repeat(pad));
+                } else {
+                    line += &format!("  {}{c}", " ".repeat(pad));
+                }
+            }
+            s += line.trim_end();
+            s.push('\n');
+            if k == 0 {
+                s += &"-".repeat(w.iter().sum::<usize>() + 2 * (n - 1));
+                s.push('\n');
+            }
+        }
+        for note in &self.notes {
+            s += &format!("  {note}\n");
+        }
+        s
+    }
+
+    fn markdown(&self) -> String {
+        let mut s = format!("### {}\n\n", self.title);
+        s += &format!("| {} |\n", self.header.join(" | "));
+        s += &format!(
+            "|{}\n",
+            self.header
+                .iter()
+                .enumerate()
+                .map(|(i, _)| if i == 0 { " --- |" } else { " ---: |" })
+                .collect::<String>()
+        );
+        for r in &self.rows {
+            s += &format!("| {} |\n", r.join(" | "));
+        }
+        s.push('\n');
+        for note in &self.notes {
+            s += &format!("{note}\n\n");
+        }
+        s
+    }
+}
+
+fn ns(x: f64) -> String {
+    if x.is_nan() {
+        "—".into()
+    } else if x < 10.0 {
+        format!("{x:.2}")
+    } else if x < 100.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.0}")
+    }
+}
+
+fn ratio(x: f64) -> String {
+    if x.is_nan() {
+        "—".into()
+    } else {
+        format!("{x:.2}×")
+    }
+}
+
+fn pct(x: f64) -> String {
+    if x.is_nan() {
+        "—".into()
+    } else {
+        format!("{:.1}%", 100.0 * x)
+    }
+}
+
+/// ns/call of every allocator in every throughput workload.
+fn ns_table(r: &Results) -> Table {
+    let mut header = vec!["allocator".to_string()];
+    header.extend(r.works.iter().map(|w| w.name.clone()));
+    let mut t = Table::new(
+        format!(
+            "ns per call, median of {} repetitions (lower is better)",
+            r.reps
+        ),
+        &header.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let mut names: Vec<&str> = Vec::new();
+    for w in &r.works {
+        for c in &w.cells {
+            if !names.contains(&c.name.as_str()) {
+                names.push(&c.name);
+            }
+        }
+    }
+    let (mut any_cut, mut any_nt, mut any_few) = (false, false, false);
+    for name in names {
+        let mut row = vec![name.to_string()];
+        for w in &r.works {
+            row.push(match w.cell(name) {
+                None => "".into(),
+                Some(c) if c.status.is_some() => {
+                    any_nt = true;
+                    "n/t".into()
+                }
+                Some(c) => {
+                    let mut x = ns(c.ns());
+                    if c.cut() {
+                        any_cut = true;
+                        x.push('*');
+                    }
+                    if c.runs.len() < r.reps {
+                        any_few = true;
+                        x.push('†');
+                    }
+                    x
+                }
+            });
+        }
+        t.row(row);
+    }
+    if any_few {
+        t.notes.push(
+            "† fewer repetitions: the allocator used up its time budget for the workload (3 s)."
+                .into(),
+        );
+    }
+    if any_cut {
+        t.notes.push(
+            "* the timed part was cut at the time budget: the allocator is that slow; ns/call \
+             over the calls it made."
+                .into(),
+        );
+    }
+    if any_nt {
+        t.notes.push(
+            "n/t: not timed (self-check failed or unsupported); see \"Not measured\".".into(),
+        );
+    }
+    t.notes.push(format!(
+        "Regions: {} MiB except scaling-*; frames' failed requests are in their own table. \
+         Spread (min..max over repetitions) is in results.csv.",
+        r.main_len >> 20
+    ));
+    t
+}
+
+/// buddy against the best peer, talc and the floor, per workload.
+fn ratio_table(r: &Results) -> Table {
+    let mut t = Table::new(
+        "buddy against the best peer and the floor (ratios of median ns/call; < 1 is faster)",
+        &[
+            "workload",
+            "buddy",
+            "best peer",
+            "× best peer",
+            "talc",
+            "× talc",
+            "floor",
+            "× floor",
+        ],
+    );
+    for w in &r.works {
+        let rows: Vec<&str> = if w.name == "frames" {
+            vec![Who::BuddyFrames.name(), Who::Buddy.name()]
+        } else {
+            vec![Who::Buddy.name()]
+        };
+        for b in rows {
+            let bn = w.ns_of(b);
+            let best = w.best_peer();
+            let (talc, floor) = (w.ns_of("talc"), w.ns_of("floor"));
+            let label = if b == Who::Buddy.name() && w.name == "frames" {
+                "frames (buddy default cfg)".to_string()
+            } else {
+                w.name.clone()
+            };
+            t.row(vec![
+                label,
+                ns(bn),
+                best.map_or("—".into(), |c| format!("{} ({})", ns(c.ns()), c.name)),
+                ratio(bn / best.map_or(f64::NAN, Cell::ns)),
+                ns(talc),
+                ratio(bn / talc),
+                ns(floor),
+                ratio(bn / floor),
+            ]);
+        }
+    }
+    t.notes.push(
+        "Peers: talc, rlsf, buddy_system_allocator, linked_list_allocator, buddy-alloc, System. \
+         The floor is the bench's size-class free-list pool."
+            .into(),
+    );
+    t
+}
+
+fn frames_table(r: &Results) -> Option<Table> {
+    let w = r.work("frames")?;
+    let mut t = Table::new(
+        "frames: failed requests at 70% fill (most in any repetition)",
+        &["allocator", "failed requests", "ns/call"],
+    );
+    for c in &w.cells {
+        t.row(vec![
+            c.name.clone(),
+            if c.timed() {
+                c.fails().to_string()
+            } else {
+                "n/t".into()
+            },
+            ns(c.ns()),
+        ]);
+    }
+    t.notes.push(
+        "Frames of 4 KiB << k (k = 0..4, geometric), aligned to their size; the region is filled \
+         to 70% (requested bytes), then frames are freed and allocated at random around that \
+         level. buddy (frames cfg): min_block 4096, exact_fit off, metadata outside the region; \
+         buddy: the default config (16-byte blocks, metadata carved from the region)."
+            .into(),
+    );
+    Some(t)
+}
+
+fn latency_table(r: &Results) -> Table {
+    let mut t = Table::new(
+        format!(
+            "latency: each call timed alone on a fragmented heap, ns (median over {} reps)",
+            r.reps
+        ),
+        &[
+            "allocator",
+            "alloc p50",
+            "p99",
+            "p99.9",
+            "max",
+            "free p50",
+            "p99",
+            "p99.9",
+            "max",
+            "worst call",
+        ],
+    );
+    for l in &r.latency {
+        let mut row = vec![l.cell.name.clone()];
+        match l.stats() {
+            Some((a, f)) => {
+                row.extend(a.iter().map(|&x| ns(x)));
+                row.extend(f.iter().map(|&x| ns(x)));
+                let (wa, wf) = l.worst();
+                row.push(ns(wa.max(wf)));
+            }
+            None => row.extend((0..9).map(|_| "n/t".to_string())),
+        }
+        t.row(row);
+    }
+    t.notes.push(format!(
+        "10k live blocks and 10k holes (mixed sizes up to 8 KiB, aligns 8/16/64), then random \
+         alloc/free pairs. TSC clock, {:.3} ns/tick; the empty-measurement cost ({:.0} ns) is \
+         subtracted. 'worst call' is the largest over all repetitions (includes machine noise: \
+         preemption, interrupts).",
+        r.clock_ns_per_tick, r.clock_overhead_ns
+    ));
+    t
+}
+
+fn efficiency_table(r: &Results) -> Table {
+    let mut t = Table::new(
+        format!(
+            "efficiency: live requested bytes / region at the first failure ({} MiB, mean of {} \
+             seeds)",
+            r.main_len >> 20,
+            r.efficiency.first().map_or(0, |e| e.seeds.len())
+        ),
+        &["allocator", "mean", "min", "max"],
+    );
+    for e in &r.efficiency {
+        let (lo, hi) = e
+            .seeds
+            .iter()
+            .fold((f64::NAN, f64::NAN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        if e.cell.status.is_some() {
+            t.row(vec![
+                e.cell.name.clone(),
+                "n/t".into(),
+                "".into(),
+                "".into(),
+            ]);
+        } else {
+            t.row(vec![e.cell.name.clone(), pct(e.mean()), pct(lo), pct(hi)]);
+        }
+    }
+    t.notes.push(
+        "Mixed sizes up to 8 KiB (aligns 8/16/64), one free of a random live block per four \
+         requests. The region size includes any metadata the allocator carves from it. System \
+         has no region and is left out."
+            .into(),
+    );
+    t
+}
+
+/// (region, min block, bytes, fraction) for the metadata table.
+fn metadata_rows(r: &Results) -> Vec<(usize, usize, usize, f64)> {
+    let mut lens = vec![r.scaling[0], r.main_len, r.scaling[2]];
+    lens.sort_unstable();
+    lens.dedup();
+    let mut v = Vec::new();
+    for min in [16, 4096] {
+        for &len in &lens {
+            let b = metadata_words(len, min) * 8;
+            v.push((len, min, b, b as f64 / len as f64));
+        }
+    }
+    v
+}
+
+fn metadata_table(r: &Results) -> Table {
+    let mut t = Table::new(
+        "buddy metadata (metadata_words × 8: what a static array for the region needs)",
+        &["region", "min block", "bytes", "% of region"],
+    );
+    for (len, min, b, f) in metadata_rows(r) {
+        t.row(vec![
+            format!("{} MiB", len >> 20),
+            format!("{min} B"),
+            b.to_string(),
+            format!("{:.3}%", 100.0 * f),
+        ]);
+    }
+    t
+}
+
+fn threads_table(r: &Results) -> Option<Table> {
+    let (t1, t2) = (r.work("threads-1")?, r.work("threads-2")?);
+    let mut t = Table::new(
+        "threads: aggregate ns per call (wall time / calls of all threads; lower is better)",
+        &[
+            "allocator",
+            "1 thread",
+            "2 threads",
+            "2 threads × System",
+            "2t / 1t",
+        ],
+    );
+    let sys2 = t2.ns_of("System");
+    for c in &t2.cells {
+        let (a, b) = (t1.ns_of(&c.name), c.ns());
+        let nt = |c: Option<&Cell>, x: f64| {
+            if c.is_some_and(|c| c.status.is_some()) {
+                "n/t".into()
+            } else {
+                ns(x)
+            }
+        };
+        t.row(vec![
+            c.name.clone(),
+            nt(t1.cell(&c.name), a),
+            nt(Some(c), b),
+            ratio(b / sys2),
+            ratio(b / a),
+        ]);
+    }
+    if !r.buddy_std {
+        t.row(vec![
+            "buddy-std BuddyAlloc".into(),
+            "slot".into(),
+            "slot".into(),
+            "—".into(),
+            "—".into(),
+        ]);
+        t.notes.push(
+            "buddy-std is not in this build yet: its row is a compiled-out slot \
+             (benches/peers/threads.rs, SLOT(buddy-std)). buddy-core LockedHeap (one spin lock \
+             around the core heap) stands in as the baseline."
+                .into(),
+        );
+    }
+    t.notes.push(
+        "Each thread plays its own random-actions script (8192 slots, 64 MiB shared region); \
+         every 4th op it also allocates a block that the other thread frees (batches of 32 \
+         through a mailbox). One thread: the mailbox loops back."
+            .into(),
+    );
+    Some(t)
+}
+
+/// A target of the issue, evaluated.
+struct Target {
+    what: String,
+    goal: String,
+    measured: String,
+    /// Some(pass) or None when it cannot be evaluated.
+    pass: Option<bool>,
+    /// How far off (for misses), e.g. "+19%".
+    by: String,
+}
+
+fn off(measured: f64, limit: f64, upper: bool) -> String {
+    if measured.is_nan() {
+        return String::new();
+    }
+    let d = if upper {
+        measured / limit - 1.0
+    } else {
+        1.0 - measured / limit
+    };
+    if d > 0.0 {
+        format!("by {:.0}%", 100.0 * d)
+    } else {
+        String::new()
+    }
+}
+
+fn upper(what: &str, goal: String, measured: f64, limit: f64, shown: String) -> Target {
+    let pass = (!measured.is_nan()).then_some(measured <= limit);
+    Target {
+        what: what.into(),
+        goal,
+        measured: shown,
+        pass,
+        by: off(measured, limit, true),
+    }
+}
+
+fn targets(r: &Results) -> Vec<Target> {
+    let mut v = Vec::new();
+    if let Some(w) = r.work("random-actions") {
+        let x = w.ns_of("buddy") / w.ns_of("talc");
+        v.push(upper(
+            "random-actions: buddy / talc",
+            "≤ 0.80×".into(),
+            x,
+            0.8,
+            ratio(x),
+        ));
+    }
+    if let Some(w) = r.work("pairs") {
+        let x = w.ns_of("buddy") / w.ns_of("floor");
+        v.push(upper(
+            "pairs: buddy / floor",
+            "≤ 1.50×".into(),
+            x,
+            1.5,
+            ratio(x),
+        ));
+    }
+    if let Some(w) = r.work("frames") {
+        let b = w.cell(Who::BuddyFrames.name());
+        let x = b.map_or(f64::NAN, Cell::ns) / w.best_peer().map_or(f64::NAN, Cell::ns);
+        v.push(upper(
+            "frames: buddy (frames cfg) / best peer",
+            "≤ 0.50×".into(),
+            x,
+            0.5,
+            format!(
+                "{} (best peer: {})",
+                ratio(x),
+                w.best_peer().map_or("—", |c| c.name.as_str())
+            ),
+        ));
+        let f = b
+            .filter(|c| c.timed())
+            .map_or(f64::NAN, |c| c.fails() as f64);
+        v.push(upper(
+            "frames: failed requests at 70% fill",
+            "0".into(),
+            f,
+            0.0,
+            if f.is_nan() {
+                "—".into()
+            } else {
+                format!("{f}")
+            },
+        ));
+    }
+    let lat = |name: &str| {
+        r.latency
+            .iter()
+            .find(|l| l.cell.name == name)
+            .and_then(LatCell::stats)
+    };
+    if let (Some((ba, bf)), Some((ta, tf))) = (lat("buddy"), lat("talc")) {
+        v.push(upper(
+            "latency: alloc p99.9, buddy vs talc",
+            format!("≤ talc ({} ns)", ns(ta[2])),
+            ba[2],
+            ta[2],
+            format!("{} ns", ns(ba[2])),
+        ));
+        v.push(upper(
+            "latency: free p99.9, buddy vs talc",
+            format!("≤ talc ({} ns)", ns(tf[2])),
+            bf[2],
+            tf[2],
+            format!("{} ns", ns(bf[2])),
+        ));
+        let m = ba[3].max(bf[3]);
+        v.push(upper(
+            "latency: max call (median over reps)",
+            "≤ 2000 ns".into(),
+            m,
+            2000.0,
+            format!("{} ns", ns(m)),
+        ));
+    }
+    let [s1, _, s3] = r.scaling_names();
+    if let (Some(a), Some(b)) = (r.work(&s1), r.work(&s3)) {
+        let x = b.ns_of("buddy") / a.ns_of("buddy");
+        v.push(upper(
+            &format!("scaling: buddy {s3} / {s1}"),
+            "≤ 1.30×".into(),
+            x,
+            1.3,
+            ratio(x),
+        ));
+    }
+    if let Some(e) = r.efficiency.iter().find(|e| e.cell.name == "buddy") {
+        let x = e.mean();
+        v.push(Target {
+            what: "efficiency: buddy".into(),
+            goal: "≥ 90%".into(),
+            measured: pct(x),
+            pass: (!x.is_nan()).then_some(x >= 0.9),
+            by: off(x, 0.9, false),
+        });
+    }
+    for (len, min, _, f) in metadata_rows(r) {
+        if len != r.main_len {
+            continue;
+        }
+        let limit = if min == 16 { 0.025 } else { 0.0005 };
+        v.push(upper(
+            &format!("metadata at {min} B blocks ({} MiB)", len >> 20),
+            format!("≤ {}%", 100.0 * limit),
+            f,
+            limit,
+            format!("{:.3}%", 100.0 * f),
+        ));
+    }
+    if let Some(w) = r.work("threads-2") {
+        let (name, pass_ok) = if r.buddy_std {
+            (Shared::BuddyStd.name(), true)
+        } else {
+            (Shared::BuddyLocked.name(), false)
+        };
+        let x = w.ns_of(name) / w.ns_of("System");
+        let mut t = upper(
+            "threads: 2-thread throughput ≥ System (ns/call ratio)",
+            "≤ 1.00×".into(),
+            x,
+            1.0,
+            format!("{} ({name})", ratio(x)),
+        );
+        if !pass_ok {
+            t.pass = None;
+            t.by = "buddy-std not built yet; LockedHeap shown".into();
+        }
+        v.push(t);
+    }
+    v
+}
+
+fn targets_table(r: &Results) -> Table {
+    let mut t = Table::new(
+        "targets (issue 4), measured in this run",
+        &["target", "goal", "measured", "result"],
+    );
+    for x in targets(r) {
+        let res = match x.pass {
+            Some(true) => "PASS".to_string(),
+            Some(false) => format!("MISS {}", x.by).trim_end().to_string(),
+            None => format!("n/a {}", x.by).trim_end().to_string(),
+        };
+        t.row(vec![x.what, x.goal, x.measured, res]);
+    }
+    t
+}
+
+/// Reasons for everything that was not measured.
+fn not_measured(r: &Results) -> Vec<String> {
+    let mut v = Vec::new();
+    let mut push = |work: &str, c: &Cell| {
+        if let Some(s) = &c.status {
+            v.push(format!("{} — {work}: {s}", c.name));
+        }
+    };
+    for w in r.works.iter().chain(&r.threads) {
+        for c in &w.cells {
+            push(&w.name, c);
+        }
+    }
+    for l in &r.latency {
+        push("latency", &l.cell);
+    }
+    for e in &r.efficiency {
+        push("efficiency", &e.cell);
+    }
+    v
+}
+
+fn tables(r: &Results) -> Vec<Table> {
+    let mut v = vec![ns_table(r), ratio_table(r)];
+    v.extend(frames_table(r));
+    v.push(latency_table(r));
+    v.push(efficiency_table(r));
+    v.push(metadata_table(r));
+    v.extend(threads_table(r));
+    v.push(targets_table(r));
+    v
+}
+
+/// Prints every table to stdout.
+pub fn print(r: &Results) {
+    let m = Machine::probe();
+    println!(
+        "\nbuddy bench{} — {} CPUs ({}), {}, {}; {:.0} s",
+        if r.quick {
+            " (QUICK smoke run: numbers are not meaningful)"
+        } else {
+            ""
+        },
+        m.cpus,
+        m.cpu,
+        m.rustc,
+        m.date,
+        r.elapsed.as_secs_f64()
+    );
+    for t in tables(r) {
+        print!("{}", t.text());
+    }
+    let nm = not_measured(r);
+    if !nm.is_empty() {
+        println!("\nNot measured:");
+        for s in nm {
+            println!("  {s}");
+        }
+    }
+}
+
+/// The machine, for the record.
+struct Machine {
+    cpus: usize,
+    cpu: String,
+    rustc: String,
+    date: String,
+    kernel: String,
+    commit: String,
+}
+
+fn command_line(prog: &str, args: &[&str]) -> Option<String> {
+    let o = std::process::Command::new(prog).args(args).output().ok()?;
+    o.status
+        .success()
+        .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+/// `YYYY-MM-DD HH:MM UTC` from the system clock (civil-from-days, no date crate needed).
+fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60
+    )
+}
+
+impl Machine {
+    fn probe() -> Machine {
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split(':').nth(1))
+                    .map(|m| m.trim().to_string())
+            })
+            .unwrap_or_else(|| "unknown CPU".into());
+        Machine {
+            cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            cpu,
+            rustc: command_line(
+                &std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()),
+                &["-V"],
+            )
+            .unwrap_or_else(|| "rustc ?".into()),
+            date: utc_now(),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map_or_else(|_| "?".into(), |s| s.trim().to_string()),
+            commit: command_line("git", &["rev-parse", "--short", "HEAD"])
+                .unwrap_or_else(|| "?".into()),
+        }
+    }
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// `docs/bench/results.csv`: one row per (workload, allocator, metric).
+fn csv(r: &Results) -> String {
+    let mut s =
+        String::from("workload,region_bytes,allocator,metric,median,min,max,samples,note\n");
+    let mut row = |w: &str, reg: usize, a: &str, m: &str, v: [f64; 3], n: usize, note: &str| {
+        let f = |x: f64| {
+            if x.is_nan() {
+                String::new()
+            } else {
+                format!("{x:.3}")
+            }
+        };
+        let _ = writeln!(
+            s,
+            "{},{reg},{},{m},{},{},{},{n},{}",
+            csv_field(w),
+            csv_field(a),
+            f(v[0]),
+            f(v[1]),
+            f(v[2]),
+            csv_field(note)
+        );
+    };
+    for w in r.works.iter().chain(&r.threads) {
+        let best = w.best_peer().map_or(f64::NAN, Cell::ns);
+        let floor = w.ns_of("floor");
+        for c in &w.cells {
+            if let Some(st) = &c.status {
+                row(
+                    &w.name,
+                    w.region,
+                    &c.name,
+                    "not_timed",
+                    [f64::NAN; 3],
+                    0,
+                    st,
+                );
+                continue;
+            }
+            let (lo, hi) = c.spread();
+            let note = if c.cut() {
+                "cut at the time budget"
+            } else {
+                ""
+            };
+            let n = c.runs.len();
+            row(
+                &w.name,
+                w.region,
+                &c.name,
+                "ns_per_call",
+                [c.ns(), lo, hi],
+                n,
+                note,
+            );
+            let calls = c
+                .runs
+                .iter()
+                .map(|r| r.calls as f64)
+                .fold(f64::NAN, f64::max);
+            row(&w.name, w.region, &c.name, "calls_timed", [calls; 3], n, "");
+            let f = c.fails() as f64;
+            row(
+                &w.name,
+                w.region,
+                &c.name,
+                "failed_requests",
+                [f; 3],
+                n,
+                "max over reps",
+            );
+            row(
+                &w.name,
+                w.region,
+                &c.name,
+                "ratio_best_peer",
+                [c.ns() / best; 3],
+                n,
+                "",
+            );
+            row(
+                &w.name,
+                w.region,
+                &c.name,
+                "ratio_floor",
+                [c.ns() / floor; 3],
+                n,
+                "",
+            );
+        }
+    }
+    for l in &r.latency {
+        if let Some(st) = &l.cell.status {
+            row(
+                "latency",
+                r.main_len,
+                &l.cell.name,
+                "not_timed",
+                [f64::NAN; 3],
+                0,
+                st,
+            );
+            continue;
+        }
+        let names = ["p50", "p99", "p999", "max"];
+        for (op, k) in [("alloc", 0), ("free", 1)] {
+            for (i, nm) in names.iter().enumerate() {
+                let mut v: Vec<f64> = l
+                    .reps
+                    .iter()
+                    .map(|x| if k == 0 { x.0[i] } else { x.1[i] })
+                    .collect();
+                let (lo, hi) = v
+                    .iter()
+                    .fold((f64::INFINITY, 0.0f64), |(a, b), &x| (a.min(x), b.max(x)));
+                let m = median(&mut v);
+                let metric = format!("{op}_{nm}_ns");
+                row(
+                    "latency",
+                    r.main_len,
+                    &l.cell.name,
+                    &metric,
+                    [m, lo, hi],
+                    v.len(),
+                    "",
+                );
+            }
+        }
+    }
+    for e in &r.efficiency {
+        if let Some(st) = &e.cell.status {
+            row(
+                "efficiency",
+                r.main_len,
+                &e.cell.name,
+                "not_timed",
+                [f64::NAN; 3],
+                0,
+                st,
+            );
+            continue;
+        }
+        let (lo, hi) = e
+            .seeds
+            .iter()
+            .fold((f64::INFINITY, 0.0f64), |(a, b), &x| (a.min(x), b.max(x)));
+        row(
+            "efficiency",
+            r.main_len,
+            &e.cell.name,
+            "efficiency",
+            [e.mean(), lo, hi],
+            e.seeds.len(),
+            "mean over seeds",
+        );
+    }
+    for (len, min, b, f) in metadata_rows(r) {
+        let note = format!("min block {min} B");
+        row(
+            "metadata",
+            len,
+            "buddy",
+            "metadata_bytes",
+            [b as f64; 3],
+            1,
+            &note,
+        );
+        row(
+            "metadata",
+            len,
+            "buddy",
+            "metadata_percent",
+            [100.0 * f; 3],
+            1,
+            &note,
+        );
+    }
+    for t in targets(r) {
+        let res = match t.pass {
+            Some(true) => "PASS",
+            Some(false) => "MISS",
+            None => "n/a",
+        };
+        let note = format!("goal {}; measured {}; {res} {}", t.goal, t.measured, t.by);
+        row(
+            "target",
+            0,
+            "buddy",
+            &t.what,
+            [f64::NAN; 3],
+            0,
+            note.trim_end(),
+        );
+    }
+    s
+}
+
+/// Colour of an allocator in the chart, by family.
+fn colour(name: &str) -> &'static str {
+    match name {
+        n if n.starts_with("buddy (frames") => "#f4a582",
+        n if n.starts_with("buddy-std") => "#67001f",
+        n if n.starts_with("buddy-core") => "#d6604d",
+        n if n == "buddy" || n.starts_with("buddy (") => "#b2182b",
+        n if n.starts_with("talc") => "#2166ac",
+        n if n.starts_with("rlsf") => "#4dac26",
+        n if n.starts_with("buddy_system") => "#8073ac",
+        n if n.starts_with("linked_list") => "#8c510a",
+        n if n.starts_with("buddy-alloc") => "#de77ae",
+        n if n.starts_with("floor") => "#878787",
+        _ => "#35978f",
+    }
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// `docs/bench/bench.svg`: grouped bars of median ns/call, log scale.
+fn svg(r: &Results, m: &Machine) -> String {
+    let groups: Vec<&Work> = r.works.iter().chain(&r.threads).collect();
+    let bars = |w: &Work| -> Vec<(String, f64)> {
+        w.cells
+            .iter()
+            .filter(|c| c.timed())
+            .map(|c| (c.name.clone(), c.ns()))
+            .collect()
+    };
+    let all: Vec<f64> = groups
+        .iter()
+        .flat_map(|w| bars(w).into_iter().map(|b| b.1))
+        .filter(|x| x.is_finite() && *x > 0.0)
+        .collect();
+    let lo = all.iter().copied().fold(f64::INFINITY, f64::min).max(0.1);
+    let hi = all.iter().copied().fold(0.0, f64::max).max(lo * 10.0);
+    let (lo, hi) = (lo.log10().floor(), hi.log10().ceil());
+    let (bw, gap, left, top, ph) = (13.0, 26.0, 70.0, 92.0, 300.0);
+    let widths: Vec<f64> = groups
+        .iter()
+        .map(|w| bars(w).len().max(1) as f64 * bw + gap)
+        .collect();
+    let width = left + widths.iter().sum::<f64>() + 20.0;
+    let height = top + ph + 70.0;
+    let y = |v: f64| top + ph * (1.0 - (v.log10() - lo) / (hi - lo));
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="sans-serif" font-size="11">"#
+    );
+    let _ = writeln!(
+        s,
+        r#"<rect width="100%" height="100%" fill="white"/><text x="{left}" y="20" font-size="15" font-weight="bold">buddy-core vs peers: ns per call, median of {} reps (log scale, lower is better)</text>"#,
+        r.reps
+    );
+    let _ = writeln!(
+        s,
+        r##"<text x="{left}" y="37" fill="#555">{} CPUs, {}, {}, {}</text>"##,
+        m.cpus,
+        esc(&m.cpu),
+        esc(&m.rustc),
+        m.date
+    );
+    // Legend: every allocator name, in first-seen order.
+    let mut names: Vec<String> = Vec::new();
+    for w in &groups {
+        for (n, _) in bars(w) {
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+    }
+    let (mut lx, mut ly) = (left, 52.0);
+    for n in &names {
+        let w = 18.0 + 6.2 * n.chars().count() as f64;
+        if lx + w > width - 10.0 {
+            lx = left;
+            ly += 15.0;
+        }
+        let _ = writeln!(
+            s,
+            r#"<rect x="{lx:.0}" y="{:.0}" width="10" height="10" fill="{}"/><text x="{:.0}" y="{:.0}">{}</text>"#,
+            ly - 9.0,
+            colour(n),
+            lx + 13.0,
+            ly,
+            esc(n)
+        );
+        lx += w + 8.0;
+    }
+    // Grid: one line per decade.
+    let mut d = lo;
+    while d <= hi + 1e-9 {
+        let v = 10f64.powf(d);
+        let yy = y(v);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{left}" y1="{yy:.1}" x2="{:.0}" y2="{yy:.1}" stroke="#ddd"/><text x="{:.0}" y="{:.1}" text-anchor="end">{} ns</text>"##,
+            width - 10.0,
+            left - 6.0,
+            yy + 4.0,
+            if v >= 1.0 {
+                format!("{v:.0}")
+            } else {
+                format!("{v}")
+            }
+        );
+        d += 1.0;
+    }
+    let mut x = left + gap / 2.0;
+    for (w, gw) in groups.iter().zip(&widths) {
+        for (i, (n, v)) in bars(w).iter().enumerate() {
+            let bx = x + i as f64 * bw;
+            let by = y(*v);
+            let _ = writeln!(
+                s,
+                r#"<rect x="{bx:.1}" y="{by:.1}" width="{:.1}" height="{:.1}" fill="{}"><title>{}: {} ns/call</title></rect>"#,
+                bw - 2.0,
+                top + ph - by,
+                colour(n),
+                esc(n),
+                ns(*v)
+            );
+            let _ = writeln!(
+                s,
+                r#"<text transform="translate({:.1},{:.1}) rotate(-90)" font-size="8">{}</text>"#,
+                bx + bw / 2.0 + 2.5,
+                by - 3.0,
+                ns(*v)
+            );
+        }
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.0}" text-anchor="middle">{}</text>"#,
+            x + (gw - gap) / 2.0,
+            top + ph + 16.0,
+            esc(&w.name)
+        );
+        x += gw;
+    }
+    let _ = writeln!(
+        s,
+        r##"<line x1="{left}" y1="{:.1}" x2="{:.0}" y2="{:.1}" stroke="#333"/>"##,
+        top + ph,
+        width - 10.0,
+        top + ph
+    );
+    let _ = writeln!(
+        s,
+        r##"<text x="{left}" y="{:.0}" fill="#555">Bars missing from a group: not timed (self-check failed or unsupported). threads-*: aggregate ns/call with 1 and 2 threads.</text>"##,
+        top + ph + 40.0
+    );
+    s += "</svg>\n";
+    s
+}
+
+fn markdown(r: &Results, m: &Machine) -> String {
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "# Benchmarks\n\n\
+         Generated by `cargo xtask bench` (the program `buddy-core/benches/peers/`); do not edit \
+         by hand.\n\n\
+         | | |\n| --- | --- |\n\
+         | date | {} |\n| machine | {} CPUs, {} |\n| kernel | Linux {} |\n| compiler | {} |\n\
+         | commit | {} |\n| run | {} repetitions per cell, medians; {:.0} s in all |\n\n\
+         ![ns per call, per workload and allocator](bench/bench.svg)\n\n\
+         Raw numbers (medians, min and max over repetitions): [bench/results.csv](bench/results.csv).\n\n",
+        m.date,
+        m.cpus,
+        m.cpu,
+        m.kernel,
+        m.rustc,
+        m.commit,
+        r.reps,
+        r.elapsed.as_secs_f64()
+    );
+    s += "## Method\n\n\
+        - Every allocator manages the same region (System excepted: it has none) and plays exactly \
+        the same requests: scripts generated from fixed seeds (wyrand) before anything is timed. \
+        A failed allocation leaves its slot empty; later ops on it are skipped and the failure is \
+        counted.\n\
+        - Before timing, each allocator plays its script under a checker: a pattern written over \
+        every block must be intact when it is freed or moved; alignment, region bounds and overlap \
+        with every live block are checked on each allocation. An allocator that fails is reported \
+        below, not timed.\n\
+        - Each cell is timed 7 times (5 for threads), with the order of allocators reversed every \
+        other repetition; the tables show medians. A run whose timed part exceeds 250 ms is cut \
+        there (marked *).\n\
+        - Workloads: `pairs` alloc + immediate free, power-of-two sizes 16..4096 on an empty heap. \
+        `random-actions` a table of one slot per 2 KiB of region: pick a slot, allocate if empty \
+        (sizes skewed small up to 8 KiB, aligns 8/16/64), else free (2/3) or realloc (1/3); warmed \
+        up with 4 ops per slot, then 400k timed ops. `scaling-*` the same at other region sizes \
+        (the live set grows with the region). `frames`, `latency`, `efficiency`, `threads`: see \
+        the notes under their tables. ns/call counts every alloc, free and realloc as one call.\n\
+        - Peers are called through their own APIs over the region (talc `Talc<Manual>`, \
+        rlsf `Tlsf<u32, u32, 24, 32>`, buddy_system_allocator `Heap<32>`, linked_list_allocator \
+        `Heap`, buddy-alloc `BuddyAlloc`, whose leaf is the workload's largest alignment since it \
+        has no alignment parameter). Peers without realloc allocate, copy and free. Release \
+        profile, no LTO: generic peers are inlined into the bench loop, buddy-core's \
+        non-generic functions are called across the crate boundary, as a user would get them.\n\n";
+    s += "## Results\n\n";
+    for t in tables(r) {
+        s += &t.markdown();
+    }
+    let nm = not_measured(r);
+    s += "## Not measured\n\n";
+    if nm.is_empty() {
+        s += "Every allocator passed every self-check.\n";
+    } else {
+        for x in nm {
+            s += &format!("- {x}\n");
+        }
+    }
+    s
+}
+
+/// Writes `dir/bench/results.csv`, `dir/bench/bench.svg` and `dir/BENCHMARKS.md`.
+pub fn write(r: &Results, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let m = Machine::probe();
+    let bench = dir.join("bench");
+    std::fs::create_dir_all(&bench)?;
+    let files = [
+        (bench.join("results.csv"), csv(r)),
+        (bench.join("bench.svg"), svg(r, &m)),
+        (dir.join("BENCHMARKS.md"), markdown(r, &m)),
+    ];
+    let mut out = Vec::new();
+    for (p, body) in files {
+        std::fs::write(&p, body)?;
+        out.push(p);
+    }
+    Ok(out)
+}
