@@ -149,8 +149,9 @@ impl Counters {
 
 /// What [`BuddyAlloc::grow`] did.
 enum Grown {
-    /// A new chunk, now the shard's current one.
-    New(usize),
+    /// A new chunk, now the shard's current one, and the block for the request that made it
+    /// grow (taken before the chunk was published, so no other thread can take its room).
+    New(NonNull<u8>),
     /// Another thread changed the shard's current chunk meanwhile: try that one first.
     Changed(usize),
     /// The limit (or the reserved range) is reached.
@@ -406,9 +407,10 @@ impl<O: Os> BuddyAlloc<O> {
         self.committed.fetch_sub(bytes, Relaxed);
     }
 
-    /// Adds a chunk for shard `s`, unless another thread changed the shard's current chunk
-    /// since the caller saw `observed`, or the limit is reached.
-    fn grow(&self, s: usize, observed: usize) -> Grown {
+    /// Adds a chunk for shard `s` and allocates `layout` (which fits a chunk) in it, unless
+    /// another thread changed the shard's current chunk since the caller saw `observed`, or
+    /// the limit is reached.
+    fn grow(&self, s: usize, observed: usize, layout: Layout) -> Grown {
         let _growing = self.grow.lock();
         let current = self.current[s].load(Acquire);
         if current != observed {
@@ -444,24 +446,26 @@ impl<O: Os> BuddyAlloc<O> {
         let meta = unsafe { core::slice::from_raw_parts_mut(meta, self.geo.meta_words) };
         // SAFETY: the header was just written; it is not shared yet.
         let heap = unsafe { &(*header).heap };
-        // SAFETY: chunk `n` of the arena is mapped read-write for as long as the allocator
-        // lives, and nothing else uses it: addresses are handed out only by this heap. The
-        // heap never touches it.
-        let added = unsafe {
-            heap.lock()
-                .add_region_with_metadata(start, self.config.chunk_bytes(), meta)
+        let block = {
+            let mut heap = heap.lock();
+            // SAFETY: chunk `n` of the arena is mapped read-write for as long as the allocator
+            // lives, and nothing else uses it: addresses are handed out only by this heap.
+            // The heap never touches it.
+            let added = unsafe { heap.add_region_with_metadata(start, chunk, meta) };
+            added.ok().and_then(|()| heap.alloc(layout).ok())
         };
-        if added.is_err() {
+        let Some(block) = block else {
             // Cannot happen with a valid configuration (aligned chunk, metadata sized by
-            // `metadata_words`); undo rather than publish a broken chunk.
+            // `metadata_words`, a request that fits a chunk); undo rather than publish a
+            // broken chunk.
             // SAFETY: written above, never shared.
             unsafe { ptr::drop_in_place(header) };
             self.uncommit(chunk);
             return Grown::Full;
-        }
+        };
         self.active.store(n + 1, Release);
         self.current[s].store(n, Release);
-        Grown::New(n)
+        Grown::New(block)
     }
 
     // ----- allocation -----
@@ -526,8 +530,9 @@ impl<O: Os> BuddyAlloc<O> {
             }
         }
         loop {
-            match self.grow(s, observed) {
-                Grown::New(i) | Grown::Changed(i) => {
+            match self.grow(s, observed, layout) {
+                Grown::New(p) => return Some(p),
+                Grown::Changed(i) => {
                     if let Some(p) = self.try_chunk(i, layout) {
                         return Some(p);
                     }

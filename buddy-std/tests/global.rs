@@ -1,1 +1,173 @@
-fn main() {}
+//! `BuddyAlloc` as the `#[global_allocator]` of a program doing real std work on several
+//! threads: collections, strings, sorting, channels, threads spawned and joined. Checks the
+//! results, then the allocator's statistics.
+//!
+//! No test harness (`harness = false`): the harness's own threads and buffers would make the
+//! allocator's figures depend on it. Each scenario runs in turn from `main`.
+
+#[cfg(not(loom))]
+mod global {
+    use std::collections::{BTreeMap, HashMap, VecDeque};
+    use std::sync::{Arc, Mutex, mpsc};
+
+    use buddy_std::{BuddyAlloc, Config};
+
+    /// Small chunks and two shards, so the run grows several chunks and uses both shards.
+    #[global_allocator]
+    static GLOBAL: BuddyAlloc =
+        BuddyAlloc::with_config(Config::new().chunk_size(4 << 20).shards(2));
+
+    fn collections_on_threads() {
+        let handles: Vec<_> = (0..4u64)
+            .map(|t| {
+                std::thread::spawn(move || {
+                    let mut map = HashMap::new();
+                    let mut tree = BTreeMap::new();
+                    let mut queue = VecDeque::new();
+                    for i in 0..20_000u64 {
+                        let key = format!("t{t}-{i}");
+                        map.insert(key.clone(), i);
+                        tree.insert(i * 7 % 20_000, key);
+                        queue.push_back(i);
+                        if queue.len() > 100 {
+                            queue.pop_front();
+                        }
+                    }
+                    map.retain(|_, v| *v % 2 == 0);
+                    (map.len(), tree.len(), queue.iter().sum::<u64>())
+                })
+            })
+            .collect();
+        for h in handles {
+            let (map, tree, queue) = h.join().unwrap();
+            assert_eq!(map, 10_000);
+            assert_eq!(tree, 20_000);
+            assert_eq!(queue, (19_900..20_000).sum());
+        }
+    }
+
+    fn strings_and_sorting() {
+        let mut words: Vec<String> = (0..50_000u32)
+            .map(|i| format!("{:08x}", i.wrapping_mul(2_654_435_761)))
+            .collect();
+        let mut copy = words.clone();
+        words.sort();
+        copy.sort_unstable_by(|a, b| b.cmp(a));
+        copy.reverse();
+        assert_eq!(words, copy);
+        assert!(words.windows(2).all(|w| w[0] <= w[1]));
+        let joined = words[..1000].join(",");
+        assert_eq!(joined.split(',').count(), 1000);
+        let big: String = words.concat();
+        assert_eq!(big.len(), 8 * 50_000);
+    }
+
+    fn channels_between_threads() {
+        let (tx, rx) = mpsc::channel::<Vec<u8>>();
+        let producers: Vec<_> = (0..3u8)
+            .map(|t| {
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    for i in 0..2000usize {
+                        tx.send(vec![t; 1 + i % 300]).unwrap();
+                    }
+                })
+            })
+            .collect();
+        drop(tx);
+        // The consumer frees buffers that other threads allocated.
+        let consumer = std::thread::spawn(move || {
+            let mut bytes = 0usize;
+            let mut sums = [0usize; 3];
+            for v in rx {
+                bytes += v.len();
+                sums[v[0] as usize] += v.iter().map(|&b| b as usize).sum::<usize>();
+            }
+            (bytes, sums)
+        });
+        for p in producers {
+            p.join().unwrap();
+        }
+        let (bytes, sums) = consumer.join().unwrap();
+        let per_thread: usize = (0..2000usize).map(|i| 1 + i % 300).sum();
+        assert_eq!(bytes, 3 * per_thread);
+        assert_eq!(sums, [0, per_thread, 2 * per_thread]);
+    }
+
+    fn shared_state_and_large_buffers() {
+        let shared = Arc::new(Mutex::new(Vec::new()));
+        let handles: Vec<_> = (0..4usize)
+            .map(|t| {
+                let shared = Arc::clone(&shared);
+                std::thread::spawn(move || {
+                    // Larger than a chunk: a mapping of its own.
+                    let big = vec![t as u8; 6 << 20];
+                    let sum: usize = big.iter().map(|&b| b as usize).sum();
+                    shared.lock().unwrap().push(Box::new((t, sum)));
+                    let mut grow = Vec::new();
+                    for i in 0..100_000u32 {
+                        grow.push(i); // realloc, in place when the buddy is free
+                    }
+                    grow.len()
+                })
+            })
+            .collect();
+        for h in handles {
+            assert_eq!(h.join().unwrap(), 100_000);
+        }
+        let mut results = shared
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|b| **b)
+            .collect::<Vec<_>>();
+        results.sort();
+        let expected: Vec<_> = (0..4).map(|t| (t, t * (6 << 20))).collect();
+        assert_eq!(results, expected);
+    }
+
+    pub fn main() {
+        // Warm up what std sets up once (stdout, thread bookkeeping), then take the baseline.
+        println!("global allocator: BuddyAlloc");
+        std::thread::spawn(|| ()).join().unwrap();
+        let before = GLOBAL.stats();
+
+        collections_on_threads();
+        strings_and_sorting();
+        channels_between_threads();
+        shared_state_and_large_buffers();
+
+        let after = GLOBAL.stats();
+        println!("{after}");
+        let allocations = after.heap.allocations - before.heap.allocations;
+        let frees = after.heap.frees - before.heap.frees;
+        assert!(
+            allocations > 200_000,
+            "only {allocations} allocations counted"
+        );
+        // Everything the scenarios made is gone again (std keeps nothing of theirs).
+        assert_eq!(
+            after.live_allocations(),
+            before.live_allocations(),
+            "live allocations before {} and after {}",
+            before.live_allocations(),
+            after.live_allocations()
+        );
+        assert_eq!(allocations, frees);
+        assert_eq!(after.allocated_bytes(), before.allocated_bytes());
+        assert_eq!(after.os.direct_allocations, 0);
+        assert!(after.os.chunks >= 2, "two shards grow at least two chunks");
+        assert!(
+            after.os.purges > 0,
+            "the 6 MiB buffers were purged when freed"
+        );
+        assert_eq!(after.heap.failed_requests, 0);
+        GLOBAL.check().expect("heap structure intact");
+        println!("global: 1 passed, 0 failed");
+    }
+}
+
+fn main() {
+    #[cfg(not(loom))]
+    global::main();
+}
