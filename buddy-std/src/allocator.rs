@@ -570,11 +570,13 @@ impl<O: Os> BuddyAlloc<O> {
         };
         let table = self.table();
         let mut live = self.direct.lock();
-        // SAFETY (both blocks): slots `0..max_chunks` lie in the table, which only code
-        // holding `direct` reads or writes; zeroed memory is an empty slot.
-        let free = (0..self.geo.max_chunks).find(|&k| unsafe { (*table.add(k)).ptr.is_null() });
+        let free = (0..self.geo.max_chunks).find(|&k| {
+            // SAFETY: slot `k < max_chunks` lies in the table, which only code holding
+            // `direct` reads or writes; zeroed memory is an empty slot.
+            unsafe { (*table.add(k)).ptr.is_null() }
+        });
         if let Some(k) = free {
-            // SAFETY: see above.
+            // SAFETY: as above.
             unsafe {
                 table.add(k).write(Direct {
                     ptr: p.as_ptr(),

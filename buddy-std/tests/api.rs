@@ -84,7 +84,7 @@ fn blocks_keep_their_contents_and_honour_size_and_alignment() {
 #[test]
 fn realloc_grows_in_place_when_the_buddy_is_free_and_moves_otherwise() {
     let a = BuddyAlloc::with_config(small());
-    // SAFETY (whole test): layouts are valid; every pointer is live when used and freed with
+    // SAFETY: (whole test) layouts are valid; every pointer is live when used and freed with
     // the layout it has at that point.
     unsafe {
         let p = a.alloc(l(64, 4096));
@@ -260,7 +260,7 @@ fn size_less_free_refuses_double_interior_and_foreign_pointers() {
     let (p, big) = (NonNull::new(p).unwrap(), NonNull::new(big).unwrap());
     let mut local = 0u64;
     let foreign = NonNull::from(&mut local).cast::<u8>();
-    // SAFETY (all frees): `free` checks its pointer; refusing wrong ones is what is tested.
+    // SAFETY: (all frees) `free` checks its pointer; refusing wrong ones is what is tested.
     unsafe {
         assert_eq!(a.free(p.add(16)), Err(FreeError::Interior));
         assert_eq!(a.free(foreign), Err(FreeError::Foreign));
