@@ -50,6 +50,10 @@ fn plain_passes() -> Vec<Pass> {
             run: core_log,
         },
         Pass {
+            name: "buddy-std loom models (every interleaving, --cfg loom)",
+            run: loom,
+        },
+        Pass {
             name: "demo runs (cargo xtask demo)",
             run: demo,
         },
@@ -98,6 +102,26 @@ fn core_log() -> Outcome {
         "--test",
         "basics",
     ])))
+}
+
+/// The loom models of buddy-std (`buddy-std/tests/loom_*.rs`), with `--cfg loom` and debug
+/// assertions, in release mode, in their own target directory so the normal build cache
+/// survives. No preemption bound: the models are small enough for loom to explore every
+/// interleaving (about half a minute on 2 cores, most of it compiling); set
+/// `LOOM_MAX_PREEMPTIONS` in the environment to bound it if they grow.
+fn loom() -> Outcome {
+    let target = crate::util::project_root().join("target").join("loom");
+    from(sh(cargo()
+        .env("RUSTFLAGS", "--cfg loom -C debug-assertions=on")
+        .env("CARGO_TARGET_DIR", target)
+        .args([
+            "test",
+            "-p",
+            "buddy-std",
+            "--release",
+            "--test",
+            "loom_*",
+        ])))
 }
 
 fn demo() -> Outcome {
