@@ -132,7 +132,9 @@ pub(crate) struct Tree {
 impl Tree {
     /// Builds the tree for the usable range of `plan`, all of it free.
     ///
-    /// `meta` must hold at least `plan.words` words; only those are written.
+    /// `meta` must hold at least `plan.words` words; only those are written. They are zeroed
+    /// first unless `zeroed` says they are zero already (then only the words the free blocks
+    /// need are written, and untouched pages of fresh OS memory stay untouched).
     pub(crate) fn new(
         meta: &'static mut [u64],
         region_start: usize,
@@ -140,8 +142,11 @@ impl Tree {
         start: usize,
         end: usize,
         plan: &Plan,
+        zeroed: bool,
     ) -> Tree {
-        meta[..plan.words].fill(0);
+        if !zeroed {
+            meta[..plan.words].fill(0);
+        }
         let mut t = Tree {
             meta,
             region_start,

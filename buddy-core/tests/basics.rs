@@ -202,6 +202,39 @@ fn realloc_in_place_never_moves_and_a_refusal_changes_nothing() {
 }
 
 #[test]
+fn zeroed_metadata_gives_the_same_heap_as_metadata_it_zeroes_itself() {
+    const LEN: usize = 1 << 16;
+    let words = buddy_core::metadata_words(LEN, 16);
+    // Aligned to their length, so that both decompose into the same blocks.
+    let aligned = || {
+        // SAFETY: non-zero size; leaked.
+        let p = unsafe { std::alloc::alloc_zeroed(l(LEN, LEN)) };
+        assert!(!p.is_null());
+        p
+    };
+    let (region_a, region_b) = (aligned(), aligned());
+    let fresh: &'static mut [u64] = Box::leak(vec![0u64; words].into_boxed_slice());
+    let dirty: &'static mut [u64] = Box::leak(vec![u64::MAX; words].into_boxed_slice());
+    let (mut a, mut b) = (Heap::new(), Heap::new());
+    // SAFETY: fresh leaked regions and metadata, used by these heaps only; `fresh` is zeros.
+    unsafe {
+        a.add_region_with_zeroed_metadata(region_a, LEN, fresh)
+            .unwrap();
+        b.add_region_with_metadata(region_b, LEN, dirty).unwrap();
+    }
+    a.check().unwrap();
+    b.check().unwrap();
+    assert_eq!(a.stats(), b.stats());
+    let pa = a.alloc(l(1000, 64)).unwrap();
+    let pb = b.alloc(l(1000, 64)).unwrap();
+    assert_eq!(
+        pa.as_ptr() as usize - region_a as usize,
+        pb.as_ptr() as usize - region_b as usize
+    );
+    assert_eq!(a.stats(), b.stats());
+}
+
+#[test]
 fn merged_stats_add_up_two_heaps() {
     let mut a = heap(1 << 14, 0, Config::new());
     let mut b = heap(1 << 15, 0, Config::new());
