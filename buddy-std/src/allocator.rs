@@ -424,7 +424,7 @@ impl<O: Os> BuddyAlloc<O> {
         let (dir, arena) = (self.dir.load(Relaxed), self.arena.load(Relaxed));
         // SAFETY: `n < capacity <= max_chunks`: stride `n` lies inside the directory, and
         // chunk `n` inside the arena.
-        let (header, meta, start) = unsafe {
+        let (header, meta_ptr, start) = unsafe {
             let header = dir.add(n * self.geo.stride);
             (
                 header.cast::<Chunk>(),
@@ -443,7 +443,7 @@ impl<O: Os> BuddyAlloc<O> {
         }
         // SAFETY: the metadata words of stride `n` follow its header, inside the directory,
         // 8-aligned, used by no one else: only this chunk's heap will own them, until `drop`.
-        let meta = unsafe { core::slice::from_raw_parts_mut(meta, self.geo.meta_words) };
+        let meta = unsafe { core::slice::from_raw_parts_mut(meta_ptr, self.geo.meta_words) };
         // SAFETY: the header was just written; it is not shared yet.
         let heap = unsafe { &(*header).heap };
         let block = {
@@ -451,7 +451,10 @@ impl<O: Os> BuddyAlloc<O> {
             // SAFETY: chunk `n` of the arena is mapped read-write for as long as the allocator
             // lives, and nothing else uses it: addresses are handed out only by this heap.
             // The heap never touches it.
-            let added = unsafe { heap.add_region_with_metadata(start, chunk, meta) };
+            // The metadata words are fresh from `os.map` (zero-filled, by `Os`'s contract) and
+            // never written before: stride `n` is used for the first time, since `active` only
+            // grows (and the undo path below zeroes them again).
+            let added = unsafe { heap.add_region_with_zeroed_metadata(start, chunk, meta) };
             added.ok().and_then(|()| heap.alloc(layout).ok())
         };
         let Some(block) = block else {
@@ -460,6 +463,8 @@ impl<O: Os> BuddyAlloc<O> {
             // broken chunk.
             // SAFETY: written above, never shared.
             unsafe { ptr::drop_in_place(header) };
+            // SAFETY: the metadata words of stride `n`, no longer borrowed by any heap.
+            unsafe { meta_ptr.write_bytes(0, self.geo.meta_words) };
             self.uncommit(chunk);
             return Grown::Full;
         };
