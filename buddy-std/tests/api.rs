@@ -592,3 +592,19 @@ fn stats_count_allocations_frees_failures_and_os_figures() {
     let text = s.to_string();
     assert!(text.contains("os: 1 of 8 chunks"), "{text}");
 }
+
+#[test]
+fn a_thread_with_a_64_kib_stack_can_set_up_a_chunk() {
+    let a = BuddyAlloc::with_config(small());
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .stack_size(64 << 10)
+            .spawn_scoped(s, || {
+                // The first allocation reserves the memory and sets up the first chunk.
+                // SAFETY: valid layout, freed with it.
+                unsafe { a.dealloc(a.alloc(l(64, 8)), l(64, 8)) };
+            })
+            .unwrap();
+    });
+    assert_eq!(a.stats().os.chunks, 1);
+}
