@@ -72,11 +72,6 @@ pub use heap::{BlockState, Config, DEFAULT_MIN_BLOCK, Heap, MAX_REGIONS, metadat
 pub use locked::LockedHeap;
 pub use stats::Stats;
 
-/// The README's examples, run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-mod readme {}
-
 /// Metadata words read or written so far by all heaps (feature `op-count`; for the tests that
 /// prove the `O(log n)` bound, not for users).
 #[cfg(feature = "op-count")]

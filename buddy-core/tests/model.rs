@@ -368,7 +368,12 @@ fn run(config: Config, regions: &[(usize, usize)], ops: &[Op], scribble: bool) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: cases(),
+        // Miri isolates the file system: no regression files there.
+        failure_persistence: if cfg!(miri) { None } else { ProptestConfig::default().failure_persistence },
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn random_ops_agree_with_the_model(config in config(), regions in regions(), ops in ops()) {

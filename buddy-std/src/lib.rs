@@ -107,3 +107,8 @@ pub use stats::{OsStats, Stats, resident_bytes};
 pub use allocator_api2;
 pub use buddy_core;
 pub use buddy_mmap;
+
+/// The workspace README's examples (buddy-core's and buddy-std's), run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+mod readme {}

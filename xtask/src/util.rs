@@ -32,6 +32,18 @@ pub fn run(cmd: &mut Command) -> Result<(), String> {
     }
 }
 
+/// Runs `cmd` without echoing it (for the demo, whose output is the point).
+pub fn run_quiet(cmd: &mut Command) -> Result<(), String> {
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot start {}: {e}", describe(cmd)))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{} failed: {status}", describe(cmd)))
+    }
+}
+
 /// The command as a shell would show it (environment set for it first).
 pub fn describe(cmd: &Command) -> String {
     let mut s = String::new();
