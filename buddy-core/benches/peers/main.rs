@@ -9,7 +9,11 @@
 //!
 //! - `--quick`: a smoke run (a few thousand ops per workload, one repetition, every op
 //!   self-checked); writes nothing. Also what runs under `cargo test` (no `--bench` flag).
-//! - `--write`: write the files even in quick mode (to check the writers).
+//! - `--only buddy,talc,…`: only these allocators (keys: buddy — with its other configs —,
+//!   talc, rlsf, bsa, lla, buddy-alloc, floor, system, buddy-std).
+//! - `--workloads pairs,random-actions,frames,scaling,latency,efficiency,threads`.
+//! - `--reps N`: repetitions per cell.
+//! - `--write`: write the files even for a quick or filtered run (they are not, by default).
 //!
 //! The exit code is non-zero if any buddy configuration fails its self-check.
 
@@ -25,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use subjects::{Region, Who, dispatch};
 use threads::{Shared, SharedCheck, Threads, with_shared};
-use workloads::{Check, Clock, Efficiency, Latency, Script, Throughput, quantile};
+use workloads::{Check, Clock, Efficiency, Latency, Op, Script, Throughput, quantile};
 
 const MIB: usize = 1 << 20;
 
@@ -55,6 +59,10 @@ struct Plan {
     efficiency_seeds: u64,
     thread_ops: usize,
     thread_slots: usize,
+    /// `--only`: allocator keys (all when empty).
+    only: Vec<String>,
+    /// `--workloads`: workload names (all when empty).
+    workloads: Vec<String>,
 }
 
 impl Plan {
@@ -77,6 +85,8 @@ impl Plan {
             efficiency_seeds: 5,
             thread_ops: 200_000,
             thread_slots: 8192,
+            only: Vec::new(),
+            workloads: Vec::new(),
         }
     }
 
@@ -99,7 +109,33 @@ impl Plan {
             efficiency_seeds: 1,
             thread_ops: 4000,
             thread_slots: 256,
+            only: Vec::new(),
+            workloads: Vec::new(),
         }
+    }
+
+    /// Whether `--only` lets the allocator with this key run.
+    fn wants(&self, key: &str) -> bool {
+        self.only.is_empty()
+            || self.only.iter().any(|k| {
+                key == k
+                    || key
+                        .strip_prefix(k.as_str())
+                        .is_some_and(|r| r.starts_with(':'))
+            })
+    }
+
+    /// Whether `--workloads` lets this workload run.
+    fn runs(&self, workload: &str) -> bool {
+        self.workloads.is_empty() || self.workloads.iter().any(|w| w == workload)
+    }
+
+    /// The subjects of `who` that `--only` lets run.
+    fn subjects(&self, who: &[Who]) -> Vec<Who> {
+        who.iter()
+            .copied()
+            .filter(|w| self.wants(w.key()))
+            .collect()
     }
 
     /// `random-actions` over `len`: one slot per 2 KiB of region (the table settles 60% full,
@@ -199,6 +235,7 @@ fn throughput(
     script: &Script,
     who: &[Who],
 ) -> report::Work {
+    let who = &plan.subjects(who);
     progress(&format!(
         "{name}: {} ops, {} MiB region",
         script.ops.len(),
@@ -251,12 +288,10 @@ fn latency(plan: &Plan, arena: &Arena, clock: &Clock) -> Vec<report::LatCell> {
         2 * plan.latency_rounds
     ));
     let region = arena.region(plan.main_len);
-    let mut cells: Vec<report::LatCell> = SUBJECTS
+    let who = plan.subjects(&SUBJECTS);
+    let mut cells: Vec<report::LatCell> = who
         .iter()
-        .map(|&w| report::LatCell {
-            cell: report::Cell::new(w),
-            reps: Vec::new(),
-        })
+        .map(|&w| report::LatCell::new(report::Cell::new(w)))
         .collect();
     for c in &mut cells {
         let mut job = Check {
@@ -268,9 +303,12 @@ fn latency(plan: &Plan, arena: &Arena, clock: &Clock) -> Vec<report::LatCell> {
             c.cell.status = Some(format!("self-check failed: {e}"));
         }
     }
-    let mut spent = [Duration::ZERO; SUBJECTS.len()];
+    // Per timed op, the fastest of its repetitions: the same call on the same heap state, so
+    // a slow call that does not repeat was the machine, not the allocator.
+    let mut fastest: Vec<Vec<f64>> = vec![Vec::new(); who.len()];
+    let mut spent = vec![Duration::ZERO; who.len()];
     for rep in 0..plan.reps {
-        for (i, w) in order(&SUBJECTS, rep) {
+        for (i, w) in order(&who, rep) {
             if cells[i].cell.status.is_some() || spent[i] > plan.cell_budget {
                 continue;
             }
@@ -292,11 +330,33 @@ fn latency(plan: &Plan, arena: &Arena, clock: &Clock) -> Vec<report::LatCell> {
                             v.last().copied().unwrap_or(f64::NAN),
                         ]
                     };
-                    cells[i].reps.push((st(&s.alloc), st(&s.free), s.fails));
+                    cells[i].reps.push(report::LatRep {
+                        alloc: st(&s.alloc),
+                        free: st(&s.free),
+                        fails: s.fails,
+                    });
+                    if fastest[i].is_empty() {
+                        fastest[i] = s.by_op;
+                    } else {
+                        for (f, x) in fastest[i].iter_mut().zip(s.by_op) {
+                            *f = f.min(x);
+                        }
+                    }
                 }
                 Err(e) => cells[i].cell.status = Some(e),
             }
         }
+    }
+    for (c, f) in cells.iter_mut().zip(&fastest) {
+        let mut m = (0.0f64, 0.0f64);
+        for (op, &t) in script.ops[script.warm..].iter().zip(f) {
+            match op {
+                Op::Alloc(..) => m.0 = m.0.max(t),
+                _ => m.1 = m.1.max(t),
+            }
+        }
+        c.stable_max = m;
+        c.stable_reps = c.reps.len();
     }
     cells
 }
@@ -308,7 +368,7 @@ fn efficiency(plan: &Plan, arena: &Arena) -> Vec<report::EffCell> {
         plan.efficiency_seeds,
         plan.main_len / MIB
     ));
-    let who = [
+    let who = plan.subjects(&[
         Who::Buddy,
         Who::BuddyPow2,
         Who::Talc,
@@ -317,7 +377,7 @@ fn efficiency(plan: &Plan, arena: &Arena) -> Vec<report::EffCell> {
         Who::Lla,
         Who::BuddyAlloc,
         Who::Floor,
-    ];
+    ]);
     let mut out = Vec::new();
     for w in who {
         let mut cell = report::EffCell {
@@ -352,7 +412,10 @@ fn efficiency(plan: &Plan, arena: &Arena) -> Vec<report::EffCell> {
 
 fn threads(plan: &Plan, arena: &Arena) -> Vec<report::Work> {
     let region = arena.region(plan.main_len);
-    let subjects = Shared::all();
+    let subjects: Vec<Shared> = Shared::all()
+        .into_iter()
+        .filter(|s| plan.wants(s.key()))
+        .collect();
     let mut out = Vec::new();
     for n in [1usize, 2] {
         let scripts: Vec<Script> = (0..n)
@@ -374,16 +437,19 @@ fn threads(plan: &Plan, arena: &Arena) -> Vec<report::Work> {
                 c.status = Some(format!("self-check failed: {e}"));
             }
         }
+        let mut spent = vec![Duration::ZERO; subjects.len()];
         for rep in 0..plan.reps.min(5) {
             for (i, s) in order(&subjects, rep) {
-                if cells[i].status.is_some() {
+                if cells[i].status.is_some() || spent[i] > plan.cell_budget {
                     continue;
                 }
                 let mut job = Threads { scripts: &scripts };
+                let t0 = Instant::now();
                 match guarded(|| with_shared(s, region, &mut job)) {
                     Ok(run) => cells[i].runs.push(run),
                     Err(e) => cells[i].status = Some(e),
                 }
+                spent[i] += t0.elapsed();
             }
         }
         out.push(report::Work {
@@ -395,14 +461,37 @@ fn threads(plan: &Plan, arena: &Arena) -> Vec<report::Work> {
     out
 }
 
+/// The three load averages, as the kernel shows them.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// The value after `flag`, split at commas.
+fn list(args: &[String], flag: &str) -> Vec<String> {
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.split(',').map(|s| s.trim().to_lowercase()).collect())
+        .unwrap_or_default()
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let has = |f: &str| args.iter().any(|a| a == f);
     // `cargo bench` passes `--bench`; without it we run under `cargo test`: smoke mode.
     let quick = has("--quick") || !has("--bench");
-    let write = has("--write") || !quick;
-    let plan = if quick { Plan::quick() } else { Plan::full() };
+    let mut plan = if quick { Plan::quick() } else { Plan::full() };
+    plan.only = list(&args, "--only");
+    plan.workloads = list(&args, "--workloads");
+    if let Some(n) = list(&args, "--reps").first().and_then(|n| n.parse().ok()) {
+        plan.reps = n;
+    }
+    let partial = !plan.only.is_empty() || !plan.workloads.is_empty();
+    let write = has("--write") || !(quick || partial);
     START.with(|_| ());
+    let load_before = loadavg();
     std::panic::set_hook(Box::new(|info| {
         eprintln!("  (a subject panicked: {info})");
     }));
@@ -413,45 +502,43 @@ fn main() -> ExitCode {
     let main_len = plan.main_len;
 
     let mut works = Vec::new();
-    let pairs = workloads::pairs(plan.pairs, 0x9a1);
-    works.push(throughput(
-        &plan, &arena, "pairs", main_len, &pairs, &SUBJECTS,
-    ));
-    drop(pairs);
-
-    let ra = plan.random_actions(main_len, 0x5eed);
-    works.push(throughput(
-        &plan,
-        &arena,
-        "random-actions",
-        main_len,
-        &ra,
-        &SUBJECTS,
-    ));
-    drop(ra);
-
-    let frames = workloads::frames(main_len, 0.7, plan.frames_churn, 0xf4a);
-    let mut frame_subjects = vec![Who::BuddyFrames];
-    frame_subjects.extend_from_slice(&SUBJECTS);
-    works.push(throughput(
-        &plan,
-        &arena,
-        "frames",
-        main_len,
-        &frames,
-        &frame_subjects,
-    ));
-    drop(frames);
-
-    for len in plan.scaling {
-        let s = plan.random_actions(len, 0x5eed);
-        let name = format!("scaling-{}M", len / MIB);
-        works.push(throughput(&plan, &arena, &name, len, &s, &SUBJECTS));
+    if plan.runs("pairs") {
+        let s = workloads::pairs(plan.pairs, 0x9a1);
+        works.push(throughput(&plan, &arena, "pairs", main_len, &s, &SUBJECTS));
     }
-
-    let lat = latency(&plan, &arena, &clock);
-    let eff = efficiency(&plan, &arena);
-    let thr = threads(&plan, &arena);
+    if plan.runs("random-actions") {
+        let s = plan.random_actions(main_len, 0x5eed);
+        let w = throughput(&plan, &arena, "random-actions", main_len, &s, &SUBJECTS);
+        works.push(w);
+    }
+    if plan.runs("frames") {
+        let s = workloads::frames(main_len, 0.7, plan.frames_churn, 0xf4a);
+        let mut who = vec![Who::BuddyFrames];
+        who.extend_from_slice(&SUBJECTS);
+        works.push(throughput(&plan, &arena, "frames", main_len, &s, &who));
+    }
+    if plan.runs("scaling") {
+        for len in plan.scaling {
+            let s = plan.random_actions(len, 0x5eed);
+            let name = format!("scaling-{}M", len / MIB);
+            works.push(throughput(&plan, &arena, &name, len, &s, &SUBJECTS));
+        }
+    }
+    let latency = if plan.runs("latency") {
+        latency(&plan, &arena, &clock)
+    } else {
+        Vec::new()
+    };
+    let efficiency = if plan.runs("efficiency") {
+        efficiency(&plan, &arena)
+    } else {
+        Vec::new()
+    };
+    let threads = if plan.runs("threads") {
+        threads(&plan, &arena)
+    } else {
+        Vec::new()
+    };
 
     let results = report::Results {
         quick: plan.quick,
@@ -459,13 +546,15 @@ fn main() -> ExitCode {
         main_len,
         scaling: plan.scaling,
         works,
-        latency: lat,
-        efficiency: eff,
-        threads: thr,
+        latency,
+        efficiency,
+        threads,
         clock_ns_per_tick: clock.ns_per_tick,
         clock_overhead_ns: clock.overhead as f64 * clock.ns_per_tick,
+        clock_resolution_ns: clock.resolution_ns,
+        cpu_time: workloads::thread_cpu_ns().is_some(),
+        load: (load_before, loadavg()),
         elapsed: START.with(|s| s.elapsed()),
-        buddy_std: Shared::all().contains(&Shared::BuddyStd),
     };
     report::print(&results);
     if write {

@@ -430,6 +430,22 @@ impl Who {
         }
     }
 
+    /// Key for `--only`: a family name, `family:variant` for other configurations.
+    pub fn key(self) -> &'static str {
+        match self {
+            Who::Buddy => "buddy",
+            Who::BuddyFrames => "buddy:frames",
+            Who::BuddyPow2 => "buddy:pow2",
+            Who::Bsa => "bsa",
+            Who::Talc => "talc",
+            Who::Rlsf => "rlsf",
+            Who::Lla => "lla",
+            Who::BuddyAlloc => "buddy-alloc",
+            Who::Floor => "floor",
+            Who::System => "system",
+        }
+    }
+
     /// A buddy-core configuration.
     pub fn is_buddy(self) -> bool {
         matches!(self, Who::Buddy | Who::BuddyFrames | Who::BuddyPow2)

@@ -8,7 +8,8 @@
 //!
 //! Subjects: `System` (glibc), talc's lock (`TalcLock` with a spin lock),
 //! `buddy_system_allocator::LockedHeap`, buddy-core's own `LockedHeap` (one spin lock around
-//! the core heap: the baseline buddy-std must beat), and buddy-std's `BuddyAlloc` (see SLOT).
+//! the core heap: the baseline buddy-std must beat), and buddy-std's `BuddyAlloc` (shards,
+//! a lock per chunk; it maps its own memory, like `System`).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::ptr::NonNull;
@@ -64,8 +65,7 @@ pub enum Shared {
     Bsa,
     /// `buddy_core::LockedHeap` (default config).
     BuddyLocked,
-    /// `buddy_std::BuddyAlloc`.
-    #[allow(dead_code)]
+    /// `buddy_std::BuddyAlloc` (default config; maps its own memory, ignores the region).
     BuddyStd,
 }
 
@@ -81,32 +81,27 @@ impl Shared {
         }
     }
 
-    /// The subjects available in this build.
-    pub fn all() -> Vec<Shared> {
-        #[allow(unused_mut)]
-        let mut v = vec![
+    /// Key for `--only` (see `Who::key`).
+    pub fn key(self) -> &'static str {
+        match self {
+            Shared::System => "system",
+            Shared::Talc => "talc",
+            Shared::Bsa => "bsa",
+            Shared::BuddyLocked => "buddy:locked",
+            Shared::BuddyStd => "buddy-std",
+        }
+    }
+
+    /// The subjects, in table order.
+    pub fn all() -> [Shared; 5] {
+        [
+            Shared::BuddyStd,
+            Shared::BuddyLocked,
             Shared::System,
             Shared::Talc,
             Shared::Bsa,
-            Shared::BuddyLocked,
-        ];
-        // ── SLOT(buddy-std) ─────────────────────────────────────────────────────────────
-        // buddy-std's `BuddyAlloc` joins when buddy-std is in the workspace:
-        //   1. buddy-core/Cargo.toml, [dev-dependencies]:
-        //        buddy-std = { path = "../buddy-std" }
-        //   2. change `cfg(any())` to `cfg(all())` here and on `buddy_std_alloc` below.
-        #[cfg(any())]
-        v.insert(0, Shared::BuddyStd);
-        v
+        ]
     }
-}
-
-// ── SLOT(buddy-std) ─────────────────────────────────────────────────────────────────────
-// Compiled out until buddy-std exists (see `Shared::all`). `BuddyAlloc::new()` is `const`
-// and maps its own memory, so it ignores the region like `System`.
-#[cfg(any())]
-fn buddy_std_alloc() -> buddy_std::BuddyAlloc {
-    buddy_std::BuddyAlloc::new()
 }
 
 /// `&G` as a [`Subject`], so the single-thread checker and [`Slots`] can drive it.
@@ -170,10 +165,11 @@ pub fn with_shared<J: SharedJob>(
             unsafe { h.lock().add_region(region.ptr, region.len) }.map_err(|e| e.to_string())?;
             Ok(job.run(&h, true))
         }
-        #[cfg(any())]
-        Shared::BuddyStd => Ok(job.run(&buddy_std_alloc(), false)),
-        #[allow(unreachable_patterns)]
-        _ => Err(format!("{} is not in this build", who.name())),
+        Shared::BuddyStd => {
+            // A fresh allocator per run; dropping it gives its memory back to the OS.
+            let a = buddy_std::BuddyAlloc::new();
+            Ok(job.run(&a, false))
+        }
     }
 }
 
@@ -242,6 +238,7 @@ impl SharedJob for Threads<'_> {
                         let mut out: Vec<Sent> = Vec::with_capacity(BATCH);
                         let mut calls = 0u64;
                         start.wait();
+                        let t0 = Instant::now();
                         for (i, &op) in script.ops[script.warm..].iter().enumerate() {
                             slots.step(&mut a, op, &mut NoProbe);
                             if i % 4 == 0 {
@@ -264,6 +261,7 @@ impl SharedJob for Threads<'_> {
                                 }
                             }
                         }
+                        let t1 = Instant::now();
                         stop.wait();
                         other.lock().unwrap().append(&mut out);
                         drained.wait();
@@ -273,21 +271,25 @@ impl SharedJob for Threads<'_> {
                         }
                         let (c, f) = (calls + slots.calls, slots.fails);
                         slots.release(&mut a);
-                        (c, f)
+                        (c, f, t0, t1)
                     })
                 })
                 .collect();
             start.wait();
-            let t0 = Instant::now();
             stop.wait();
-            let elapsed = t0.elapsed();
-            let counts: Vec<(u64, u64)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-            (elapsed, counts)
+            let counts: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+            // From the first thread's start to the last one's end (taken by the workers
+            // themselves: this thread may wake late from a barrier).
+            let t0 = counts.iter().map(|c| c.2).min().unwrap();
+            let t1 = counts.iter().map(|c| c.3).max().unwrap();
+            (t1 - t0, counts)
         });
         let calls: u64 = counts.iter().map(|c| c.0).sum();
         let fails: u64 = counts.iter().map(|c| c.1).sum();
+        let wall = elapsed.as_nanos() as f64 / calls.max(1) as f64;
         Run {
-            ns_per_call: elapsed.as_nanos() as f64 / calls.max(1) as f64,
+            ns_per_call: wall,
+            wall_ns_per_call: wall,
             calls,
             fails,
             cut: false,

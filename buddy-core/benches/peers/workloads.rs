@@ -482,14 +482,42 @@ impl Slots {
 /// One timed run of a script.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Run {
-    /// Nanoseconds per call over the timed part.
+    /// Nanoseconds per call over the timed part: CPU time of the bench thread where the OS
+    /// tells it (time spent descheduled by other load does not count), else wall time.
     pub ns_per_call: f64,
+    /// Nanoseconds per call by the wall clock.
+    pub wall_ns_per_call: f64,
     /// Calls timed.
     pub calls: u64,
     /// Failed requests over the whole script (warm-up included).
     pub fails: u64,
     /// The timed part was cut short by the time budget (the allocator is that slow).
     pub cut: bool,
+}
+
+/// CPU time consumed by the calling thread, in ns (`CLOCK_THREAD_CPUTIME_ID`), where known.
+pub fn thread_cpu_ns() -> Option<u64> {
+    #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+    {
+        #[repr(C)]
+        struct Timespec {
+            sec: i64,
+            nsec: i64,
+        }
+        unsafe extern "C" {
+            fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
+        }
+        const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+        let mut ts = Timespec { sec: 0, nsec: 0 };
+        // SAFETY: libc's `clock_gettime` (std links libc) with a valid clock id and a pointer
+        // to a `struct timespec`, which is two 64-bit fields on 64-bit Linux.
+        let r = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        (r == 0).then(|| ts.sec as u64 * 1_000_000_000 + ts.nsec as u64)
+    }
+    #[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
+    {
+        None
+    }
 }
 
 /// Plays a script: warm-up untimed, then the rest timed in chunks, stopping early when the
@@ -542,6 +570,7 @@ impl crate::subjects::Job for Throughput<'_> {
         let mut slots = Slots::new(sc.slots);
         warm_up(a, &mut slots, sc, self.warm_budget)?;
         let timed = &sc.ops[sc.warm..];
+        let cpu0 = thread_cpu_ns();
         let t0 = Instant::now();
         let mut cut = false;
         let mut elapsed = Duration::ZERO;
@@ -558,10 +587,13 @@ impl crate::subjects::Job for Throughput<'_> {
         if !cut {
             elapsed = t0.elapsed();
         }
+        let cpu = cpu0.zip(thread_cpu_ns()).map(|(a, b)| b.saturating_sub(a));
         let (calls, fails) = (slots.calls, slots.fails);
         slots.release(a);
+        let wall = elapsed.as_nanos() as f64 / calls.max(1) as f64;
         Ok(Run {
-            ns_per_call: elapsed.as_nanos() as f64 / calls.max(1) as f64,
+            ns_per_call: cpu.map_or(wall, |c| c as f64 / calls.max(1) as f64),
+            wall_ns_per_call: wall,
             calls,
             fails,
             cut,
@@ -624,6 +656,9 @@ pub fn check_ops<A: Subject>(
 pub struct Clock {
     /// Nanoseconds per tick.
     pub ns_per_tick: f64,
+    /// Smallest non-zero difference seen between two reads, in ns (AMD's TSC advances in
+    /// steps of ~10 ns).
+    pub resolution_ns: f64,
     /// Median cost of an empty measurement, in ticks (subtracted from every sample).
     pub overhead: u64,
 }
@@ -659,20 +694,35 @@ impl Clock {
             })
             .collect();
         empty.sort_unstable();
+        let ns_per_tick = ns / ticks.max(1) as f64;
+        // The most frequent non-zero difference: AMD's TSC, for one, advances in steps of ~26.
+        let mut step = (1, 0);
+        let mut i = 0;
+        while i < empty.len() {
+            let j = i + empty[i..].iter().take_while(|&&d| d == empty[i]).count();
+            if empty[i] > 0 && j - i > step.1 {
+                step = (empty[i], j - i);
+            }
+            i = j;
+        }
+        let step = step.0;
         Clock {
-            ns_per_tick: ns / ticks.max(1) as f64,
+            ns_per_tick,
+            resolution_ns: step as f64 * ns_per_tick,
             overhead: empty[empty.len() / 2],
         }
     }
 }
 
-/// Per-call times of one run, in nanoseconds, sorted.
+/// Per-call times of one run, in nanoseconds.
 #[derive(Clone, Debug, Default)]
 pub struct Samples {
-    /// Allocation calls.
+    /// Allocation calls, sorted.
     pub alloc: Vec<f64>,
-    /// Free calls.
+    /// Free calls, sorted.
     pub free: Vec<f64>,
+    /// Every timed op in script order (NaN: skipped), to compare the same call across runs.
+    pub by_op: Vec<f64>,
     /// Failed requests.
     pub fails: u64,
 }
@@ -700,6 +750,7 @@ impl crate::subjects::Job for Latency<'_> {
         warm_up(a, &mut slots, sc, self.warm_budget)?;
         let n = sc.ops.len() - sc.warm;
         let (mut al, mut fr) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let mut by_op = Vec::with_capacity(n);
         for &op in &sc.ops[sc.warm..] {
             let t0 = Clock::now();
             let kind = slots.step(a, op, &mut NoProbe);
@@ -710,6 +761,7 @@ impl crate::subjects::Job for Latency<'_> {
                 Some(false) => fr.push(ns),
                 None => {}
             }
+            by_op.push(if kind.is_some() { ns } else { f64::NAN });
         }
         let fails = slots.fails;
         slots.release(a);
@@ -718,6 +770,7 @@ impl crate::subjects::Job for Latency<'_> {
         Ok(Samples {
             alloc: al,
             free: fr,
+            by_op,
             fails,
         })
     }
