@@ -175,9 +175,14 @@ fn run() -> Result<(), String> {
         &mut heap,
         base,
         96,
-        "buddy_alloc(96): exact fit 64+32, tail freed",
+        "buddy_alloc(96): one 128 B block (small requests are not split)",
     )?;
-    let r = alloc(&mut heap, base, 1000, "buddy_alloc(1000)")?;
+    let r = alloc(
+        &mut heap,
+        base,
+        1000,
+        "buddy_alloc(1000): exact fit, 512+256+128+64+32+16",
+    )?;
     println!("{}\n", table(&heap));
 
     free(&mut heap, base, p, "buddy_free(ptr)");
@@ -204,7 +209,7 @@ fn run() -> Result<(), String> {
         Ok(n) => return Err(format!("double free was accepted ({n} bytes)")),
     }
     let _ = events();
-    free(&mut heap, base, q, "buddy_free(96-byte block)");
+    free(&mut heap, base, q, "buddy_free(128-byte block)");
     free(&mut heap, base, r, "buddy_free(1000-byte block)");
     heap.flush();
     println!("  {}   flush(): {}", map(&heap, base), events());

@@ -86,16 +86,24 @@ fn effective(meta: &[u64], off: usize, mask: usize, w: usize) -> u64 {
 }
 
 /// Sets bit `i` of the summarised bitmap (`n` bits at `off`, level 0 masked by `mask`) and
-/// updates the summaries.
+/// updates the summaries. The bit must be clear in the mask.
 #[inline]
 pub(crate) fn set(meta: &mut [u64], off: usize, n: usize, mask: usize, i: usize) {
+    tick();
     let w = i / 64;
-    let before = effective(meta, off, mask, w);
-    meta[off + w] |= bit(i);
-    if before != 0 || effective(meta, off, mask, w) == 0 {
-        return;
+    let before = meta[off + w];
+    meta[off + w] = before | bit(i);
+    let masked = if mask == NO_MASK { 0 } else { meta[mask + w] };
+    if before & !masked == 0 {
+        // Word `w` of level 0 became non-empty: set its summary bit, and so on upwards.
+        summary_set(meta, off, n, w);
     }
-    // Word `w` of level 0 became non-empty: set its summary bit, and so on upwards.
+}
+
+/// Word `w` of level 0 became non-empty: sets its bit in the summary levels above.
+#[cold]
+#[inline(never)]
+fn summary_set(meta: &mut [u64], off: usize, n: usize, w: usize) {
     let (mut off, mut width, mut i) = (off, words(n), w);
     while width > 1 {
         tick();
@@ -114,11 +122,20 @@ pub(crate) fn set(meta: &mut [u64], off: usize, n: usize, mask: usize, i: usize)
 /// Clears bit `i` of the summarised bitmap and updates the summaries.
 #[inline]
 pub(crate) fn clear(meta: &mut [u64], off: usize, n: usize, mask: usize, i: usize) {
+    tick();
     let w = i / 64;
-    meta[off + w] &= !bit(i);
-    if effective(meta, off, mask, w) != 0 {
-        return;
+    let after = meta[off + w] & !bit(i);
+    meta[off + w] = after;
+    let masked = if mask == NO_MASK { 0 } else { meta[mask + w] };
+    if after & !masked == 0 {
+        summary_clear(meta, off, n, w);
     }
+}
+
+/// Word `w` of level 0 became empty: clears its bit in the summary levels above.
+#[cold]
+#[inline(never)]
+fn summary_clear(meta: &mut [u64], off: usize, n: usize, w: usize) {
     let (mut off, mut width, mut i) = (off, words(n), w);
     while width > 1 {
         tick();
@@ -225,8 +242,9 @@ mod tests {
         let mut meta = [0u64; 16];
         let mask = bits;
         set_raw(&mut meta, mask, 3);
-        // Bit 3 set in the mask first, then in the bitmap: masked, so not found.
-        set(&mut meta, 0, n, mask, 3);
+        // Bit 3 set in the mask first, then in the bitmap (raw, as the tree's run markers do):
+        // masked, so not found.
+        set_raw(&mut meta, 0, 3);
         assert_eq!(first(&meta, 0, n, mask), None);
         set(&mut meta, 0, n, mask, 150);
         assert_eq!(first(&meta, 0, n, mask), Some(150));

@@ -67,7 +67,10 @@ mod tree;
 pub(crate) use log::{debug, log_warn, trace};
 
 pub use error::{AllocError, CheckError, FreeError, RegionError};
-pub use heap::{BlockState, Config, DEFAULT_MIN_BLOCK, Heap, MAX_REGIONS, metadata_words};
+pub use heap::{
+    BlockState, Config, DEFAULT_EXACT_FIT_ABOVE, DEFAULT_MIN_BLOCK, Heap, MAX_REGIONS,
+    metadata_words,
+};
 #[cfg(feature = "spin")]
 pub use locked::LockedHeap;
 pub use stats::Stats;

@@ -14,16 +14,6 @@
 //! `0x40` and `0x50` (order 4), which are buddies: `0x40 ^ 0x10 = 0x50`. Freeing both merges them
 //! back into `0x40 & !0x20 = 0x40` at order 5.
 
-/// `ceil(log2(x))` for `x >= 1`; `None` if the result would not fit a `usize` shift.
-#[inline]
-pub(crate) const fn ceil_log2(x: usize) -> Option<u32> {
-    if x <= 1 {
-        return Some(0);
-    }
-    let k = usize::BITS - (x - 1).leading_zeros();
-    if k >= usize::BITS { None } else { Some(k) }
-}
-
 /// `floor(log2(x))` for `x >= 1`.
 #[inline]
 pub(crate) const fn floor_log2(x: usize) -> u32 {
@@ -55,17 +45,6 @@ pub(crate) const fn words(bits: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ceil_log2_rounds_up_to_the_next_power() {
-        assert_eq!(ceil_log2(1), Some(0));
-        assert_eq!(ceil_log2(2), Some(1));
-        assert_eq!(ceil_log2(3), Some(2));
-        assert_eq!(ceil_log2(96), Some(7));
-        assert_eq!(ceil_log2(128), Some(7));
-        assert_eq!(ceil_log2(usize::MAX), None);
-        assert_eq!(ceil_log2(1 << (usize::BITS - 1)), Some(usize::BITS - 1));
-    }
 
     #[test]
     fn floor_log2_and_alignment_agree() {

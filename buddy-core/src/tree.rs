@@ -44,8 +44,9 @@ use crate::{debug, trace};
 
 /// Most orders one tree can span (from its minimum block up).
 pub(crate) const MAX_ORDERS: usize = 48;
-/// Orders (from the minimum up) that have a deferred-coalescing cache.
-pub(crate) const CACHE_ORDERS: usize = 8;
+/// Orders (from the minimum up) that have a deferred-coalescing cache: 16 B to 32 KiB at the
+/// default minimum block, 4 KiB to 8 MiB for page frames.
+pub(crate) const CACHE_ORDERS: usize = 12;
 /// Slots per cached order.
 pub(crate) const CACHE_SLOTS: usize = 8;
 

@@ -38,7 +38,7 @@ fn lowest_address_first() {
 
 #[test]
 fn exact_fit_run_of_96_bytes_frees_its_tail_at_once() {
-    let mut h = heap(1 << 16, 0, Config::new());
+    let mut h = heap(1 << 16, 0, Config::new().exact_fit_above(0));
     let p = h.alloc(l(96, 8)).unwrap();
     assert_eq!(h.stats().allocated_bytes, 96);
     let q = h.alloc(l(32, 32)).unwrap();
@@ -59,6 +59,16 @@ fn exact_fit_run_of_96_bytes_frees_its_tail_at_once() {
     h.flush();
     h.check().unwrap();
     assert_eq!(h.stats().allocated_bytes, 0);
+}
+
+#[test]
+fn small_requests_take_one_block_and_large_ones_an_exact_run_by_default() {
+    let mut h = heap(1 << 16, 0, Config::new());
+    let small = h.alloc(l(300, 8)).unwrap();
+    assert_eq!(h.usable_size(small), Ok(512));
+    let large = h.alloc(l(1500, 8)).unwrap();
+    assert_eq!(h.usable_size(large), Ok(1504));
+    assert_eq!(h.stats().allocated_bytes, 512 + 1504);
 }
 
 #[test]
@@ -138,7 +148,7 @@ fn several_regions_serve_one_heap() {
 
 #[test]
 fn realloc_grows_in_place_when_the_buddy_is_free() {
-    let mut h = heap(1 << 16, 0, Config::new());
+    let mut h = heap(1 << 16, 0, Config::new().exact_fit_above(0));
     let p = h.alloc(l(64, 8)).unwrap();
     // SAFETY: the range lies inside a live allocation the test owns.
     unsafe { common::fill(p.as_ptr(), 64, 7) };
@@ -176,7 +186,7 @@ fn realloc_moves_when_the_neighbour_is_taken() {
 
 #[test]
 fn realloc_in_place_never_moves_and_a_refusal_changes_nothing() {
-    let mut h = heap(1 << 16, 0, Config::new());
+    let mut h = heap(1 << 16, 0, Config::new().exact_fit_above(0));
     // Aligned to 256, so that it can grow to 256 bytes where it is; its 192-byte tail is free.
     let p = h.alloc(l(64, 256)).unwrap();
     let blocker = h.alloc(l(64, 8)).unwrap();
@@ -276,7 +286,7 @@ fn block_state_maps_metadata_free_and_used_memory() {
 
 #[test]
 fn stats_display_reads_like_buddyinfo() {
-    let mut h = heap(1 << 16, 0, Config::new());
+    let mut h = heap(1 << 16, 0, Config::new().exact_fit_above(0));
     h.alloc(l(100, 8)).unwrap();
     let text = h.stats().to_string();
     assert!(text.starts_with("order"), "{text}");

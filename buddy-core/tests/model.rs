@@ -102,7 +102,7 @@ impl Harness {
             .max(min.trailing_zeros());
         (
             k,
-            if self.config.is_exact_fit() {
+            if self.config.is_exact_fit() && s > self.config.exact_fit_threshold() {
                 s
             } else {
                 1 << k
@@ -332,8 +332,18 @@ impl Harness {
 }
 
 fn config() -> impl Strategy<Value = Config> {
-    (prop_oneof![Just(16usize), Just(64)], any::<bool>())
-        .prop_map(|(min, exact)| Config::new().min_block(min).exact_fit(exact))
+    (prop_oneof![Just(16usize), Just(64)], 0u8..3).prop_map(|(min, exact)| {
+        // Exact fit for every size, for none, or above the default threshold.
+        let (on, above) = match exact {
+            0 => (false, 0),
+            1 => (true, 0),
+            _ => (true, buddy_core::DEFAULT_EXACT_FIT_ABOVE),
+        };
+        Config::new()
+            .min_block(min)
+            .exact_fit(on)
+            .exact_fit_above(above)
+    })
 }
 
 fn regions() -> impl Strategy<Value = Vec<(usize, usize)>> {
@@ -389,7 +399,7 @@ proptest! {
 #[test]
 fn fill_until_exhausted_then_free_all_restores_the_heap() {
     for exact in [false, true] {
-        let config = Config::new().exact_fit(exact);
+        let config = Config::new().exact_fit(exact).exact_fit_above(0);
         let len = if cfg!(miri) { 1 << 12 } else { 1 << 16 };
         let mut h = Harness::new(config, &[(len, 24)], true);
         let initial = h.heap.stats();
