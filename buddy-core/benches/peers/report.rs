@@ -671,6 +671,7 @@ fn threads_table(r: &Results) -> Option<Table> {
             "2 threads",
             "2 threads × System",
             "2t / 1t",
+            "failed requests (1t / 2t)",
         ],
     );
     let sys2 = t2.ns_of("System");
@@ -689,6 +690,11 @@ fn threads_table(r: &Results) -> Option<Table> {
             nt(Some(c), b),
             ratio(b / sys2),
             ratio(b / a),
+            format!(
+                "{} / {}",
+                t1.cell(&c.name).map_or(0, Cell::fails),
+                c.fails()
+            ),
         ]);
     }
     t.notes.push(
