@@ -515,6 +515,7 @@ impl Heap {
     ///
     /// # Time Complexity
     /// `O(log n)` in minimum blocks, whatever the history.
+    #[inline]
     pub fn alloc(&mut self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
         let (k, s) = match self.request(layout) {
             Ok(r) => r,
@@ -570,6 +571,7 @@ impl Heap {
     ///
     /// # Time Complexity
     /// `O(log n)`.
+    #[inline]
     pub unsafe fn dealloc(&mut self, ptr: NonNull<u8>, layout: Layout) {
         let p = ptr.as_ptr() as usize;
         let (Ok((_, s)), Some(t)) = (self.request(layout), self.tree_of(p)) else {
@@ -698,6 +700,11 @@ impl Heap {
         }
         // Give the run back (no cache), then take the new run at the same address.
         let tree = &mut self.trees[t];
+        if s_new > s_old && !tree.free_in_bitmaps(p + s_old) {
+            // Growing needs the memory right after the run: when it is taken, fail before
+            // touching anything (the common refusal, and the cheap one).
+            return Err(AllocError::OutOfMemory { size: new_size });
+        }
         tree.free_run(p, s_old, false);
         if tree.claim(p, s_new) {
             let c = &mut self.counters;

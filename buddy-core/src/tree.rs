@@ -382,15 +382,23 @@ impl Tree {
     /// Takes one block of order `k`: the deferred cache, then the smallest fitting order in the
     /// bitmaps (lowest address), then a larger cached block, then after coalescing the cache.
     /// `O(log n)`.
+    #[inline]
     pub(crate) fn alloc_block(&mut self, k: u32) -> Option<usize> {
+        let r = k.wrapping_sub(self.min) as usize;
+        if r < CACHE_ORDERS && k <= self.top && self.cache_len[r] > 0 {
+            self.cache_len[r] -= 1;
+            return Some(self.cache[r][self.cache_len[r] as usize]);
+        }
+        self.alloc_block_slow(k)
+    }
+
+    /// [`alloc_block`](Tree::alloc_block) when the cache of order `k` is empty.
+    #[inline(never)]
+    fn alloc_block_slow(&mut self, k: u32) -> Option<usize> {
         if k > self.top || k < self.min {
             return None;
         }
         let r = (k - self.min) as usize;
-        if r < CACHE_ORDERS && self.cache_len[r] > 0 {
-            self.cache_len[r] -= 1;
-            return Some(self.cache[r][self.cache_len[r] as usize]);
-        }
         if let Some(a) = self.alloc_from_bitmaps(k) {
             return Some(a);
         }
@@ -446,13 +454,20 @@ impl Tree {
 
     /// Frees block `(a, k)`: into the deferred cache when `cache` and there is room, else merged
     /// with its free buddies. `O(top - k)`.
-    pub(crate) fn free_block(&mut self, mut a: usize, mut k: u32, cache: bool) {
+    #[inline]
+    pub(crate) fn free_block(&mut self, a: usize, k: u32, cache: bool) {
         let r = (k - self.min) as usize;
         if cache && r < CACHE_ORDERS && (self.cache_len[r] as usize) < CACHE_SLOTS {
             self.cache[r][self.cache_len[r] as usize] = a;
             self.cache_len[r] += 1;
             return;
         }
+        self.merge(a, k);
+    }
+
+    /// Frees block `(a, k)` into the bitmaps, merged with its free buddies. `O(top - k)`.
+    #[inline(never)]
+    fn merge(&mut self, mut a: usize, mut k: u32) {
         while k < self.top {
             let b = a ^ (1 << k);
             if !self.is_free(b, k) {
@@ -582,6 +597,17 @@ impl Tree {
                 out[k as usize] += self.cache_len[r] as usize;
             }
         }
+    }
+
+    /// Address `p` is in the usable range and inside a free block of the bitmaps (cached blocks
+    /// do not count: they look allocated there).
+    #[inline]
+    pub(crate) fn free_in_bitmaps(&self, p: usize) -> bool {
+        if !self.contains(p) {
+            return false;
+        }
+        let (a, k) = self.leaf(p);
+        self.is_free(a, k)
     }
 
     /// The minimum block at `p` (in the usable range) is inside a free or cached block.
