@@ -5,7 +5,7 @@
 //! over a static buffer, printing the splits and merges each call causes (the core's `log`
 //! feature, caught by a small logger here), the free blocks per order, and a map of the region.
 
-use buddy_core::{AllocError, BlockState, Heap, metadata_words};
+use buddy_core::{AllocError, BlockState, Config, Heap, metadata_words};
 use std::alloc::Layout;
 use std::ptr::NonNull;
 use std::sync::Mutex;
@@ -148,7 +148,8 @@ fn run() -> Result<(), String> {
     log::set_max_level(log::LevelFilter::Trace);
 
     let base = (&raw mut ARENA).cast::<u8>();
-    let mut heap = Heap::new();
+    // Exact fit from 512 B up (the default, 4 KiB, is bigger than this whole buffer).
+    let mut heap = Heap::with_config(Config::new().exact_fit_above(512));
     // SAFETY: ARENA and META are used by nothing but this heap, for the rest of the program.
     unsafe { heap.add_region_with_metadata(base, ARENA_LEN, &mut *(&raw mut META)) }
         .map_err(|e| e.to_string())?;
@@ -166,6 +167,7 @@ fn run() -> Result<(), String> {
         end - start,
         heap.stats().metadata_bytes
     );
+    println!("  exact fit above 512 B: larger requests take a run of blocks, the tail goes back");
     println!("  map: one char per {MAP_GROUP} B  (# used, + partly used, . free)\n");
     println!("  {}   empty heap", map(&heap, base));
     println!("{}\n", table(&heap));
