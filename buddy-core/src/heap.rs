@@ -700,8 +700,20 @@ impl Heap {
         if s_new == s_old {
             return Ok(());
         }
-        // Give the run back (no cache), then take the new run at the same address.
         let tree = &mut self.trees[t];
+        let single = |s: usize| s.is_power_of_two() && p & (s - 1) == 0;
+        if single(s_old) && single(s_new) {
+            // One block to another: split off, or absorb, the buddies on the right. No merge
+            // up and split down again, and nothing touched if it cannot be done.
+            if !tree.resize_block(p, s_old.trailing_zeros(), s_new.trailing_zeros()) {
+                return Err(AllocError::OutOfMemory { size: new_size });
+            }
+            let c = &mut self.counters;
+            c.allocated = c.allocated - s_old + s_new;
+            c.high_water = c.high_water.max(c.allocated);
+            return Ok(());
+        }
+        // Give the run back (no cache), then take the new run at the same address.
         if s_new > s_old && !tree.free_in_bitmaps(p + s_old) {
             // Growing needs the memory right after the run: when it is taken, fail before
             // touching anything (the common refusal, and the cheap one).

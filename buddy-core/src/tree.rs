@@ -576,6 +576,28 @@ impl Tree {
         }
     }
 
+    /// Resizes allocated block `(p, k)` to `(p, k2)` in place: shrinking gives the right
+    /// halves back (their buddies stay allocated, so nothing merges); growing takes the free
+    /// right buddies at orders `k..k2` (all must be free, `p` aligned to `2^k2`). Returns
+    /// whether it was done; nothing changes otherwise. `O(|k2 - k|)`.
+    pub(crate) fn resize_block(&mut self, p: usize, k: u32, k2: u32) -> bool {
+        if k2 < k {
+            self.split_down(p, k, k2);
+            return true;
+        }
+        if k2 > self.top || p & ((1 << k2) - 1) != 0 {
+            return false;
+        }
+        if !(k..k2).all(|j| self.is_free(p + (1 << j), j)) {
+            return false;
+        }
+        for j in k..k2 {
+            self.clear_free(p + (1 << j), j);
+            self.clear_split(p, j + 1);
+        }
+        true
+    }
+
     /// Coalesces every block of the deferred cache into the bitmaps.
     pub(crate) fn flush(&mut self) {
         for r in 0..CACHE_ORDERS {
