@@ -700,8 +700,9 @@ fn threads_table(r: &Results) -> Option<Table> {
     t.notes.push(
         "Each thread plays its own random-actions script (8192 slots; the region-based peers \
          share one 64 MiB region, buddy-std and System map their own memory); every 4th op it \
-         also allocates a block that the other thread frees (batches of 32 through a mailbox). \
-         One thread: the mailbox loops back. Wall time: with other load on the machine the \
+         also allocates a block that the other thread frees (batches of 32 through a mailbox \
+         of at most 128 blocks; when it is full, the sender frees the batch itself). One \
+         thread: the mailbox loops back. Wall time: with other load on the machine the \
          2-thread figures suffer most (spin locks whose holder is preempted)."
             .into(),
     );

@@ -2,7 +2,9 @@
 //!
 //! Each thread plays its own `random-actions` script (its own seed and slot table) against
 //! the shared allocator; on top of that, every 4th op it allocates a block for the *other*
-//! thread, which frees it (handed over in batches of 32 through a mutex-protected mailbox).
+//! thread, which frees it (handed over in batches of 32 through a mutex-protected mailbox;
+//! when the other thread lags and 128 blocks already wait, the sender frees the batch itself,
+//! so the live set stays bounded).
 //! With one thread the mailbox loops back to itself, so the work is the same. The figure is
 //! wall time over all calls of all threads: aggregate ns per call (lower is better).
 //!
@@ -205,6 +207,8 @@ pub struct Threads<'a> {
 }
 
 const BATCH: usize = 32;
+/// Most blocks waiting in a mailbox; past it the sender frees its batch itself.
+const MAILBOX: usize = 4 * BATCH;
 
 impl SharedJob for Threads<'_> {
     type Out = Run;
@@ -250,7 +254,20 @@ impl SharedJob for Threads<'_> {
                                     out.push(Sent(p, l));
                                 }
                                 if out.len() == BATCH {
-                                    other.lock().unwrap().append(&mut out);
+                                    let mut o = other.lock().unwrap();
+                                    if o.len() < MAILBOX {
+                                        o.append(&mut out);
+                                        drop(o);
+                                    } else {
+                                        // The other thread lags (preempted): free them here,
+                                        // so the live set stays bounded.
+                                        drop(o);
+                                        for Sent(p, l) in out.drain(..) {
+                                            // SAFETY: a live block of `g`, allocated with `l`.
+                                            unsafe { g.dealloc(p.as_ptr(), l) };
+                                            calls += 1;
+                                        }
+                                    }
                                     let got = std::mem::take(&mut *mine.lock().unwrap());
                                     for Sent(p, l) in got {
                                         // SAFETY: a live block of `g`, allocated with `l` and
