@@ -35,17 +35,16 @@ pub(crate) const NO_MASK: usize = usize::MAX;
 /// Largest number of levels a summarised bitmap can have (64^11 > 2^64).
 const MAX_LEVELS: usize = 11;
 
-/// Words a summarised bitmap of `n` bits occupies, summaries included.
-pub(crate) const fn summarised_words(n: usize) -> usize {
-    let mut total = 0;
+/// Words a summarised bitmap of `n` bits occupies, summaries included, when its level-0 words
+/// are `stride` words apart (2 when interleaved with a mask bitmap, which is then included).
+pub(crate) const fn summarised_words(n: usize, stride: usize) -> usize {
     let mut w = words(n);
-    loop {
-        total += w;
-        if w <= 1 {
-            return total;
-        }
+    let mut total = stride * w;
+    while w > 1 {
         w = words(w);
+        total += w;
     }
+    total
 }
 
 #[inline]
@@ -53,116 +52,144 @@ fn bit(i: usize) -> u64 {
     1u64 << (i % 64)
 }
 
-/// Tests bit `i` of the flat bitmap at `off`.
+/// Tests bit `i` of the flat bitmap at `off` whose words are `stride` apart.
 #[inline]
-pub(crate) fn test(meta: &[u64], off: usize, i: usize) -> bool {
+pub(crate) fn test(meta: &[u64], off: usize, stride: usize, i: usize) -> bool {
     tick();
-    meta[off + i / 64] & bit(i) != 0
+    meta[off + i / 64 * stride] & bit(i) != 0
 }
 
 /// Sets bit `i` of the flat bitmap at `off` (no summaries).
 #[inline]
-pub(crate) fn set_raw(meta: &mut [u64], off: usize, i: usize) {
+pub(crate) fn set_raw(meta: &mut [u64], off: usize, stride: usize, i: usize) {
     tick();
-    meta[off + i / 64] |= bit(i);
+    meta[off + i / 64 * stride] |= bit(i);
 }
 
 /// Clears bit `i` of the flat bitmap at `off` (no summaries).
 #[inline]
-pub(crate) fn clear_raw(meta: &mut [u64], off: usize, i: usize) {
+pub(crate) fn clear_raw(meta: &mut [u64], off: usize, stride: usize, i: usize) {
     tick();
-    meta[off + i / 64] &= !bit(i);
+    meta[off + i / 64 * stride] &= !bit(i);
 }
 
-#[inline]
-fn effective(meta: &[u64], off: usize, mask: usize, w: usize) -> u64 {
-    tick();
-    let v = meta[off + w];
-    if mask == NO_MASK {
-        v
-    } else {
-        v & !meta[mask + w]
+/// A summarised bitmap: `n` bits whose level-0 words start at `off`, `stride` words apart,
+/// optionally masked by the flat bitmap at `mask` (same stride; `NO_MASK` for none). The
+/// summary levels follow level 0, packed.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Summarised {
+    pub(crate) off: usize,
+    pub(crate) stride: usize,
+    pub(crate) n: usize,
+    pub(crate) mask: usize,
+}
+
+impl Summarised {
+    /// Where summary level 1 starts.
+    #[inline]
+    fn summary(&self) -> usize {
+        self.off + self.stride * words(self.n)
+    }
+
+    /// Level-0 word `w`, masked.
+    #[inline]
+    fn effective(&self, meta: &[u64], w: usize) -> u64 {
+        tick();
+        let v = meta[self.off + w * self.stride];
+        if self.mask == NO_MASK {
+            v
+        } else {
+            v & !meta[self.mask + w * self.stride]
+        }
     }
 }
 
-/// Sets bit `i` of the summarised bitmap (`n` bits at `off`, level 0 masked by `mask`) and
-/// updates the summaries. The bit must be clear in the mask.
+/// Sets bit `i` and updates the summaries. The bit must be clear in the mask.
 #[inline]
-pub(crate) fn set(meta: &mut [u64], off: usize, n: usize, mask: usize, i: usize) {
+pub(crate) fn set(meta: &mut [u64], b: &Summarised, i: usize) {
     tick();
     let w = i / 64;
-    let before = meta[off + w];
-    meta[off + w] = before | bit(i);
-    let masked = if mask == NO_MASK { 0 } else { meta[mask + w] };
+    let at = b.off + w * b.stride;
+    let before = meta[at];
+    meta[at] = before | bit(i);
+    let masked = if b.mask == NO_MASK {
+        0
+    } else {
+        meta[b.mask + w * b.stride]
+    };
     if before & !masked == 0 {
         // Word `w` of level 0 became non-empty: set its summary bit, and so on upwards.
-        summary_set(meta, off, n, w);
+        summary_set(meta, b.summary(), words(b.n), w);
     }
 }
 
-/// Word `w` of level 0 became non-empty: sets its bit in the summary levels above.
+/// Level-0 word `w` (of `width` words) became non-empty: sets its bit in the summary levels,
+/// which start at `off`.
 #[cold]
 #[inline(never)]
-fn summary_set(meta: &mut [u64], off: usize, n: usize, w: usize) {
-    let (mut off, mut width, mut i) = (off, words(n), w);
+fn summary_set(meta: &mut [u64], off: usize, width: usize, w: usize) {
+    let (mut off, mut width, mut i) = (off, width, w);
     while width > 1 {
         tick();
-        off += width;
         let w = i / 64;
         let before = meta[off + w];
         meta[off + w] = before | bit(i);
         if before != 0 {
             return;
         }
+        off += words(width);
         width = words(width);
         i = w;
     }
 }
 
-/// Clears bit `i` of the summarised bitmap and updates the summaries.
+/// Clears bit `i` and updates the summaries.
 #[inline]
-pub(crate) fn clear(meta: &mut [u64], off: usize, n: usize, mask: usize, i: usize) {
+pub(crate) fn clear(meta: &mut [u64], b: &Summarised, i: usize) {
     tick();
     let w = i / 64;
-    let after = meta[off + w] & !bit(i);
-    meta[off + w] = after;
-    let masked = if mask == NO_MASK { 0 } else { meta[mask + w] };
+    let at = b.off + w * b.stride;
+    let after = meta[at] & !bit(i);
+    meta[at] = after;
+    let masked = if b.mask == NO_MASK {
+        0
+    } else {
+        meta[b.mask + w * b.stride]
+    };
     if after & !masked == 0 {
-        summary_clear(meta, off, n, w);
+        summary_clear(meta, b.summary(), words(b.n), w);
     }
 }
 
-/// Word `w` of level 0 became empty: clears its bit in the summary levels above.
+/// Level-0 word `w` became empty: clears its bit in the summary levels at `off`.
 #[cold]
 #[inline(never)]
-fn summary_clear(meta: &mut [u64], off: usize, n: usize, w: usize) {
-    let (mut off, mut width, mut i) = (off, words(n), w);
+fn summary_clear(meta: &mut [u64], off: usize, width: usize, w: usize) {
+    let (mut off, mut width, mut i) = (off, width, w);
     while width > 1 {
         tick();
-        off += width;
         let w = i / 64;
         meta[off + w] &= !bit(i);
         if meta[off + w] != 0 {
             return;
         }
+        off += words(width);
         width = words(width);
         i = w;
     }
 }
 
-/// Index of the lowest set (unmasked) bit of the summarised bitmap, if any.
+/// Index of the lowest set (unmasked) bit, if any: one `trailing_zeros` per level.
 #[inline]
-pub(crate) fn first(meta: &[u64], off: usize, n: usize, mask: usize) -> Option<usize> {
+pub(crate) fn first(meta: &[u64], b: &Summarised) -> Option<usize> {
+    // Offsets of the summary levels (level l >= 1 at offs[l]).
     let mut offs = [0usize; MAX_LEVELS];
-    let mut levels = 0;
-    let (mut o, mut width) = (off, words(n));
-    loop {
+    let mut levels = 1;
+    let (mut o, mut width) = (b.summary(), words(b.n));
+    while width > 1 {
         offs[levels] = o;
         levels += 1;
-        if width <= 1 {
-            break;
-        }
-        o += width;
+        o += words(width);
         width = words(width);
     }
     let mut i = 0usize;
@@ -174,39 +201,43 @@ pub(crate) fn first(meta: &[u64], off: usize, n: usize, mask: usize) -> Option<u
         }
         i = i * 64 + word.trailing_zeros() as usize;
     }
-    let word = effective(meta, off, mask, i);
+    let word = b.effective(meta, i);
     if word == 0 {
         return None;
     }
     Some(i * 64 + word.trailing_zeros() as usize)
 }
 
-/// Checks that every summary bit of the bitmap agrees with the level below it.
-pub(crate) fn summaries_consistent(meta: &[u64], off: usize, n: usize, mask: usize) -> bool {
-    let mut width = words(n);
-    let mut lower = off;
-    let mut first_level = true;
+/// Checks that every summary bit agrees with the level below it, and that no bit is set past
+/// the end of any level.
+pub(crate) fn summaries_consistent(meta: &[u64], b: &Summarised) -> bool {
+    let mut width = words(b.n);
+    for i in b.n..width * 64 {
+        if test(meta, b.off, b.stride, i) {
+            return false;
+        }
+    }
+    let mut upper = b.summary();
+    let mut lower = usize::MAX;
     while width > 1 {
-        let upper = lower + width;
         for w in 0..width {
-            let nonzero = if first_level {
-                effective(meta, off, mask, w) != 0
+            let nonzero = if lower == usize::MAX {
+                b.effective(meta, w) != 0
             } else {
                 meta[lower + w] != 0
             };
-            if test(meta, upper, w) != nonzero {
+            if test(meta, upper, 1, w) != nonzero {
                 return false;
             }
         }
-        // No stray bits past the end of the summary level.
         let up_width = words(width);
-        for b in width..up_width * 64 {
-            if test(meta, upper, b) {
+        for bit in width..up_width * 64 {
+            if test(meta, upper, 1, bit) {
                 return false;
             }
         }
-        first_level = false;
         lower = upper;
+        upper += up_width;
         width = up_width;
     }
     true
@@ -216,49 +247,66 @@ pub(crate) fn summaries_consistent(meta: &[u64], off: usize, n: usize, mask: usi
 mod tests {
     use super::*;
 
+    fn plain(n: usize) -> Summarised {
+        Summarised {
+            off: 0,
+            stride: 1,
+            n,
+            mask: NO_MASK,
+        }
+    }
+
     #[test]
     fn summarised_bitmap_finds_the_lowest_bit_across_levels() {
         let n = 64 * 64 * 3 + 5; // three levels
-        let total = summarised_words(n);
+        let b = plain(n);
         let mut meta = [0u64; 256];
-        assert!(total <= meta.len());
-        assert_eq!(first(&meta, 0, n, NO_MASK), None);
-        set(&mut meta, 0, n, NO_MASK, n - 1);
-        assert_eq!(first(&meta, 0, n, NO_MASK), Some(n - 1));
-        set(&mut meta, 0, n, NO_MASK, 4097);
-        assert_eq!(first(&meta, 0, n, NO_MASK), Some(4097));
-        assert!(summaries_consistent(&meta, 0, n, NO_MASK));
-        clear(&mut meta, 0, n, NO_MASK, 4097);
-        assert_eq!(first(&meta, 0, n, NO_MASK), Some(n - 1));
-        clear(&mut meta, 0, n, NO_MASK, n - 1);
-        assert_eq!(first(&meta, 0, n, NO_MASK), None);
+        assert!(summarised_words(n, 1) <= meta.len());
+        assert_eq!(first(&meta, &b), None);
+        set(&mut meta, &b, n - 1);
+        assert_eq!(first(&meta, &b), Some(n - 1));
+        set(&mut meta, &b, 4097);
+        assert_eq!(first(&meta, &b), Some(4097));
+        assert!(summaries_consistent(&meta, &b));
+        clear(&mut meta, &b, 4097);
+        assert_eq!(first(&meta, &b), Some(n - 1));
+        clear(&mut meta, &b, n - 1);
+        assert_eq!(first(&meta, &b), None);
         assert!(meta.iter().all(|&w| w == 0));
     }
 
     #[test]
-    fn masked_bits_are_never_found() {
+    fn masked_bits_are_never_found_and_interleaved_words_stay_apart() {
         let n = 200;
-        let bits = summarised_words(n);
+        // Interleaved: bits in even words, mask in odd words.
+        let b = Summarised {
+            off: 0,
+            stride: 2,
+            n,
+            mask: 1,
+        };
         let mut meta = [0u64; 16];
-        let mask = bits;
-        set_raw(&mut meta, mask, 3);
+        assert_eq!(summarised_words(n, 2), 2 * 4 + 1);
+        set_raw(&mut meta, 1, 2, 3);
         // Bit 3 set in the mask first, then in the bitmap (raw, as the tree's run markers do):
         // masked, so not found.
-        set_raw(&mut meta, 0, 3);
-        assert_eq!(first(&meta, 0, n, mask), None);
-        set(&mut meta, 0, n, mask, 150);
-        assert_eq!(first(&meta, 0, n, mask), Some(150));
-        assert!(summaries_consistent(&meta, 0, n, mask));
-        clear(&mut meta, 0, n, mask, 150);
-        assert_eq!(first(&meta, 0, n, mask), None);
-        assert!(summaries_consistent(&meta, 0, n, mask));
+        set_raw(&mut meta, 0, 2, 3);
+        assert_eq!(first(&meta, &b), None);
+        set(&mut meta, &b, 150);
+        assert_eq!(meta[4], 1 << (150 - 128));
+        assert_eq!(first(&meta, &b), Some(150));
+        assert!(summaries_consistent(&meta, &b));
+        clear(&mut meta, &b, 150);
+        assert_eq!(first(&meta, &b), None);
+        assert!(summaries_consistent(&meta, &b));
     }
 
     #[test]
     fn words_of_a_summarised_bitmap_add_up_the_levels() {
-        assert_eq!(summarised_words(1), 1);
-        assert_eq!(summarised_words(64), 1);
-        assert_eq!(summarised_words(65), 3);
-        assert_eq!(summarised_words(64 * 64 + 1), 65 + 2 + 1);
+        assert_eq!(summarised_words(1, 1), 1);
+        assert_eq!(summarised_words(64, 1), 1);
+        assert_eq!(summarised_words(65, 1), 3);
+        assert_eq!(summarised_words(65, 2), 5);
+        assert_eq!(summarised_words(64 * 64 + 1, 1), 65 + 2 + 1);
     }
 }

@@ -4,7 +4,7 @@ use core::alloc::Layout;
 use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 
-use crate::order::{align_down, align_up, floor_log2, words};
+use crate::order::{align_down, align_up, floor_log2};
 use crate::stats::Stats;
 use crate::tree::{MAX_ORDERS, Plan, Tree};
 use crate::{AllocError, CheckError, FreeError, RegionError, bitmap, log_warn};
@@ -138,10 +138,8 @@ pub const fn metadata_words(len: usize, min_block: usize) -> usize {
     while k <= top {
         // Blocks of order k that an interval of `len` bytes can touch.
         let n = (len >> k) + 2;
-        total += bitmap::summarised_words(n);
-        if k > min {
-            total += words(n);
-        }
+        // Free bits, with the split bits interleaved above the minimum order.
+        total += bitmap::summarised_words(n, if k > min { 2 } else { 1 });
         k += 1;
     }
     total

@@ -56,11 +56,28 @@ pub(crate) struct Level {
     /// Word offset of the summarised free bitmap.
     free_off: usize,
     /// Word offset of the split bitmap (`NO_MASK` at the minimum order, which cannot split).
+    /// Above the minimum order the two are interleaved word by word (`free_off + 1`), so that
+    /// a block's two bits share a cache line.
     split_off: usize,
+    /// Distance between consecutive level-0 words: 2 when interleaved, else 1.
+    stride: usize,
     /// Absolute block number (`addr >> k`) of bit 0.
     first: usize,
     /// Number of blocks covered.
     n: usize,
+}
+
+impl Level {
+    /// The summarised free bitmap, masked by the split bitmap.
+    #[inline]
+    fn free(&self) -> bitmap::Summarised {
+        bitmap::Summarised {
+            off: self.free_off,
+            stride: self.stride,
+            n: self.n,
+            mask: self.split_off,
+        }
+    }
 }
 
 /// The metadata plan of a usable range: orders and where their bitmaps go.
@@ -83,17 +100,16 @@ impl Plan {
             let first = start >> k;
             let n = ((end - 1) >> k) - first + 1;
             let free_off = cursor;
-            cursor += bitmap::summarised_words(n);
-            let split_off = if k > min {
-                let off = cursor;
-                cursor += words(n);
-                off
+            let (split_off, stride) = if k > min {
+                (free_off + 1, 2)
             } else {
-                NO_MASK
+                (NO_MASK, 1)
             };
+            cursor += bitmap::summarised_words(n, stride);
             levels[(k - min) as usize] = Level {
                 free_off,
                 split_off,
+                stride,
                 first,
                 n,
             };
@@ -198,13 +214,17 @@ impl Tree {
     /// Raw free bit.
     #[inline]
     fn f(&self, a: usize, k: u32) -> bool {
-        bitmap::test(self.meta, self.level(k).free_off, self.idx(a, k))
+        let l = self.level(k);
+        bitmap::test(self.meta, l.free_off, l.stride, self.idx(a, k))
     }
 
     /// Raw split bit (always clear at the minimum order).
     #[inline]
     fn s(&self, a: usize, k: u32) -> bool {
-        k > self.min && bitmap::test(self.meta, self.level(k).split_off, self.idx(a, k))
+        k > self.min && {
+            let l = self.level(k);
+            bitmap::test(self.meta, l.split_off, l.stride, self.idx(a, k))
+        }
     }
 
     /// Block `a` of order `k` is free (and covered by the bitmaps).
@@ -213,8 +233,8 @@ impl Tree {
         match self.index(a, k) {
             Some(i) => {
                 let l = self.level(k);
-                bitmap::test(self.meta, l.free_off, i)
-                    && !(k > self.min && bitmap::test(self.meta, l.split_off, i))
+                bitmap::test(self.meta, l.free_off, l.stride, i)
+                    && !(k > self.min && bitmap::test(self.meta, l.split_off, l.stride, i))
             }
             None => false,
         }
@@ -229,8 +249,8 @@ impl Tree {
     #[inline]
     fn set_free(&mut self, a: usize, k: u32) {
         let i = self.idx(a, k);
-        let l = *self.level(k);
-        bitmap::set(self.meta, l.free_off, l.n, l.split_off, i);
+        let b = self.level(k).free();
+        bitmap::set(self.meta, &b, i);
         let r = (k - self.min) as usize;
         self.free_count[r] += 1;
         self.nonempty |= 1 << r;
@@ -239,8 +259,8 @@ impl Tree {
     #[inline]
     fn clear_free(&mut self, a: usize, k: u32) {
         let i = self.idx(a, k);
-        let l = *self.level(k);
-        bitmap::clear(self.meta, l.free_off, l.n, l.split_off, i);
+        let b = self.level(k).free();
+        bitmap::clear(self.meta, &b, i);
         let r = (k - self.min) as usize;
         self.free_count[r] -= 1;
         if self.free_count[r] == 0 {
@@ -251,15 +271,17 @@ impl Tree {
     #[inline]
     fn set_split(&mut self, a: usize, k: u32) {
         let i = self.idx(a, k);
-        let off = self.level(k).split_off;
-        bitmap::set_raw(self.meta, off, i);
+        let l = self.level(k);
+        let (off, stride) = (l.split_off, l.stride);
+        bitmap::set_raw(self.meta, off, stride, i);
     }
 
     #[inline]
     fn clear_split(&mut self, a: usize, k: u32) {
         let i = self.idx(a, k);
-        let off = self.level(k).split_off;
-        bitmap::clear_raw(self.meta, off, i);
+        let l = self.level(k);
+        let (off, stride) = (l.split_off, l.stride);
+        bitmap::clear_raw(self.meta, off, stride, i);
     }
 
     /// Marks allocated piece `a` (order > min) as continuing: `F = S = 1`. The split bit goes in
@@ -268,16 +290,16 @@ impl Tree {
     fn set_cont(&mut self, a: usize, k: u32) {
         let i = self.idx(a, k);
         let l = *self.level(k);
-        bitmap::set_raw(self.meta, l.split_off, i);
-        bitmap::set_raw(self.meta, l.free_off, i);
+        bitmap::set_raw(self.meta, l.split_off, l.stride, i);
+        bitmap::set_raw(self.meta, l.free_off, l.stride, i);
     }
 
     #[inline]
     fn clear_cont(&mut self, a: usize, k: u32) {
         let i = self.idx(a, k);
         let l = *self.level(k);
-        bitmap::clear_raw(self.meta, l.free_off, i);
-        bitmap::clear_raw(self.meta, l.split_off, i);
+        bitmap::clear_raw(self.meta, l.free_off, l.stride, i);
+        bitmap::clear_raw(self.meta, l.split_off, l.stride, i);
     }
 
     /// The address is inside the usable range.
@@ -426,7 +448,7 @@ impl Tree {
         }
         let j = self.min + mask.trailing_zeros();
         let l = *self.level(j);
-        let i = bitmap::first(self.meta, l.free_off, l.n, l.split_off)?;
+        let i = bitmap::first(self.meta, &l.free())?;
         let a = (l.first + i) << j;
         self.clear_free(a, j);
         self.split_down(a, j, k);
@@ -676,13 +698,13 @@ impl Tree {
                 return Err(err("non-empty order mask is stale"));
             }
             let l = self.level(k);
-            if !bitmap::summaries_consistent(self.meta, l.free_off, l.n, l.split_off) {
+            if !bitmap::summaries_consistent(self.meta, &l.free()) {
                 return Err(err("summary bits disagree with the free bitmap"));
             }
             // No bits past the covered blocks.
             for i in l.n..words(l.n) * 64 {
-                if bitmap::test(self.meta, l.free_off, i)
-                    || (k > self.min && bitmap::test(self.meta, l.split_off, i))
+                if bitmap::test(self.meta, l.free_off, l.stride, i)
+                    || (k > self.min && bitmap::test(self.meta, l.split_off, l.stride, i))
                 {
                     return Err(err("bit set past the end of a bitmap"));
                 }
