@@ -993,6 +993,21 @@ fn command_line(prog: &str, args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
 }
 
+/// `rustc -V`: the rustc beside the cargo that runs us (no rustup proxy in between), else
+/// `$RUSTC`, else `rustc` from the path.
+fn rustc_version() -> String {
+    let beside_cargo = std::env::var("CARGO").ok().and_then(|c| {
+        let p = std::path::Path::new(&c).with_file_name("rustc");
+        p.exists().then(|| p.to_string_lossy().into_owned())
+    });
+    beside_cargo
+        .into_iter()
+        .chain(std::env::var("RUSTC").ok())
+        .chain(["rustc".to_string()])
+        .find_map(|r| command_line(&r, &["-V"]))
+        .unwrap_or_else(|| "rustc ?".into())
+}
+
 /// `YYYY-MM-DD HH:MM UTC` from the system clock (civil-from-days, no date crate needed).
 fn utc_now() -> String {
     let secs = std::time::SystemTime::now()
@@ -1029,11 +1044,7 @@ impl Machine {
         Machine {
             cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
             cpu,
-            rustc: command_line(
-                &std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()),
-                &["-V"],
-            )
-            .unwrap_or_else(|| "rustc ?".into()),
+            rustc: rustc_version(),
             date: utc_now(),
             kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
                 .map_or_else(|_| "?".into(), |s| s.trim().to_string()),
