@@ -51,7 +51,7 @@ use core::mem::size_of;
 use core::ptr::{self, NonNull};
 
 use allocator_api2::alloc::{AllocError, Allocator};
-use buddy_core::{CheckError, FreeError, Heap, metadata_words};
+use buddy_core::{BlockState, CheckError, FreeError, Heap, metadata_words};
 use buddy_mmap::{Errno, Os, SystemOs, page_size};
 
 use crate::config::{Config, ConfigError, MAX_SHARDS, Purge};
@@ -60,6 +60,8 @@ use crate::sync::{
     self, AtomicPtr, AtomicU8, AtomicUsize, Mutex, MutexGuard, Ordering::Acquire,
     Ordering::Relaxed, Ordering::Release, loom_const_fn,
 };
+
+mod tools;
 
 /// `state`: nothing reserved yet (or the last attempt failed).
 const UNINIT: u8 = 0;
@@ -405,6 +407,7 @@ impl<O: Os> BuddyAlloc<O> {
         self.dir.store(dir.as_ptr(), Relaxed);
         self.arena.store(arena.as_ptr(), Relaxed);
         self.capacity.store(n, Relaxed);
+        tools::arena_reserved(arena.as_ptr());
         Ok(())
     }
 
@@ -511,6 +514,7 @@ impl<O: Os> BuddyAlloc<O> {
             self.uncommit(chunk);
             return Grown::Full;
         };
+        tools::chunk_added(start, chunk);
         self.active.store(n + 1, Release);
         self.current[s].store(n, Release);
         Grown::New(block)
@@ -534,7 +538,11 @@ impl<O: Os> BuddyAlloc<O> {
         let p = if layout.size() == 0 || !self.ready() {
             None
         } else if self.fits_chunk(layout) {
-            self.alloc_arena(layout)
+            let p = self.alloc_arena(layout);
+            if let Some(p) = p {
+                tools::allocated(&self.arena, p, layout.size());
+            }
+            p
         } else {
             self.alloc_direct(layout)
         };
@@ -734,6 +742,7 @@ impl<O: Os> BuddyAlloc<O> {
         match self.chunk_of(ptr) {
             Some(chunk) => {
                 self.purge_freed(ptr, layout.size());
+                tools::freeing(&self.arena, ptr, layout.size());
                 // SAFETY: the caller's contract: a live block of this chunk's heap, with this
                 // layout.
                 unsafe { chunk.heap().dealloc(ptr, layout) }
@@ -770,14 +779,25 @@ impl<O: Os> BuddyAlloc<O> {
         }
         match self.chunk_of(ptr) {
             Some(chunk) if self.fits_chunk(new) => {
-                if new_size < layout.size() {
+                let old_size = layout.size();
+                if new_size < old_size {
                     // The tail is being given up: its contents do not matter any more.
                     if let Some(tail) = NonNull::new(ptr.as_ptr().wrapping_add(new_size)) {
-                        self.purge_freed(tail, layout.size() - new_size);
+                        self.purge_freed(tail, old_size - new_size);
                     }
+                    tools::shrinking(&self.arena, ptr, old_size, new_size);
                 }
                 // SAFETY: the caller's contract: a live block of this heap with `layout`.
                 let resized = unsafe { chunk.heap().realloc_in_place(ptr, layout, new_size) };
+                match resized {
+                    Ok(()) if new_size > old_size => {
+                        tools::grown(&self.arena, ptr, old_size, new_size);
+                    }
+                    Err(_) if new_size < old_size => {
+                        tools::grown(&self.arena, ptr, new_size, old_size);
+                    }
+                    _ => {}
+                }
                 if resized.is_ok() {
                     return Some(ptr);
                 }
@@ -854,6 +874,8 @@ impl<O: Os> BuddyAlloc<O> {
             self.purge_freed(ptr, size);
             heap = chunk.heap();
         }
+        // Under the lock and after the check: only the caller can be freeing this block.
+        tools::freeing(&self.arena, ptr, size);
         // SAFETY: the caller's contract; `free` checks the pointer again under the lock.
         unsafe { heap.free(ptr) }
     }
@@ -940,6 +962,80 @@ impl<O: Os> BuddyAlloc<O> {
         }
     }
 
+    /// Overwrites every free byte of every chunk with `byte`, chunk by chunk under its lock,
+    /// and returns the number of bytes written: a debugging aid in the spirit of the junk
+    /// filling other allocators do, on demand. A program that reads memory after freeing it
+    /// then reads `byte`, and a test can check that no live block is ever touched (the scribble
+    /// tests do it while other threads allocate).
+    ///
+    /// ```
+    /// use buddy_std::{BuddyAlloc, Config};
+    /// use std::alloc::{GlobalAlloc, Layout};
+    ///
+    /// let a = BuddyAlloc::with_config(Config::new().chunk_size(1 << 20).memory_limit(1 << 20));
+    /// let l = Layout::new::<[u8; 64]>();
+    /// // SAFETY: (all) a valid layout; each block written while live and freed once.
+    /// unsafe {
+    ///     let (live, freed) = (a.alloc(l), a.alloc(l));
+    ///     live.write_bytes(7, 64);
+    ///     freed.write_bytes(7, 64);
+    ///     a.dealloc(freed, l);
+    ///     assert_eq!(a.scribble_free(0xA5), (1 << 20) - 64);
+    ///     assert!((0..64).all(|i| live.add(i).read() == 7), "a live block is not touched");
+    ///     // Every block handed out now holds the scribble, the one freed above included.
+    ///     let again = a.alloc(l);
+    ///     assert!((0..64).all(|i| again.add(i).read() == 0xA5));
+    ///     a.dealloc(again, l);
+    ///     a.dealloc(live, l);
+    /// }
+    /// ```
+    ///
+    /// Memory given back to the OS (purged) comes back into the process when written, so
+    /// this raises the resident set to the chunks' full size. Direct mappings have no free
+    /// bytes.
+    ///
+    /// # Time Complexity
+    /// `O(n log n)` in minimum blocks of the chunks (each chunk's lock held for its part).
+    pub fn scribble_free(&self, byte: u8) -> usize {
+        let min = self.config.min_block_bytes();
+        let arena = self.arena.load(Relaxed);
+        let mut written = 0;
+        for i in 0..self.active.load(Acquire) {
+            let Some(c) = self.chunk(i) else { continue };
+            let heap = c.heap();
+            for (start, end) in heap.ranges() {
+                let mut a = start;
+                while a < end {
+                    match heap.block_state(a) {
+                        BlockState::Free => {
+                            let from = a;
+                            while a < end && heap.block_state(a) == BlockState::Free {
+                                a += min;
+                            }
+                            let p = arena.with_addr(from);
+                            tools::writing_free(p, a - from, || {
+                                // SAFETY: `[from, a)` is free blocks of this chunk's heap,
+                                // inside the arena (mapped read-write while `self` lives);
+                                // no one owns them, and no one can take them while we hold
+                                // the chunk's lock. The heap keeps no state in them.
+                                unsafe { p.write_bytes(byte, a - from) }
+                            });
+                            written += a - from;
+                        }
+                        // The start of a live allocation (the scan moves from one block or
+                        // allocation to the next): skip all of it.
+                        BlockState::Used => {
+                            let p = NonNull::new(arena.with_addr(a));
+                            a += p.and_then(|p| heap.usable_size(p).ok()).unwrap_or(min);
+                        }
+                        _ => a += min,
+                    }
+                }
+            }
+        }
+        written
+    }
+
     /// Verifies every chunk's heap ([`Heap::check`]) and the accounting of the limit. For
     /// tests and debugging: `O(n)` in minimum blocks; meaningful when no other thread is
     /// allocating.
@@ -995,6 +1091,7 @@ impl<O: Os> Drop for BuddyAlloc<O> {
             NonNull::new(self.arena.load(Relaxed)),
             NonNull::new(self.dir.load(Relaxed)),
         ) {
+            tools::arena_released(arena.as_ptr());
             // SAFETY: the arena and the directory were mapped by `reserve` with exactly these
             // arguments; no block, header or metadata slice is used any more.
             unsafe {
