@@ -57,8 +57,8 @@ use buddy_mmap::{Errno, Os, SystemOs, page_size};
 use crate::config::{Config, ConfigError, MAX_SHARDS, Purge};
 use crate::stats::{OsStats, Stats};
 use crate::sync::{
-    self, AtomicPtr, AtomicU8, AtomicUsize, Mutex, MutexGuard, Ordering::Acquire,
-    Ordering::Relaxed, Ordering::Release, loom_const_fn,
+    self, AtomicPtr, AtomicU8, AtomicUsize, Lock, LockGuard, Ordering::Acquire, Ordering::Relaxed,
+    Ordering::Release, loom_const_fn,
 };
 
 mod tools;
@@ -70,6 +70,13 @@ const BUSY: u8 = 1;
 /// `state`: the ranges are reserved and `arena`, `dir`, `capacity` are set.
 const READY: u8 = 2;
 
+/// `fork`: no `fork_prepare` in progress.
+const FORK_NONE: u8 = 0;
+/// `fork`: `fork_prepare` found nothing reserved and holds `state` at `BUSY`.
+const FORK_INIT: u8 = 1;
+/// `fork`: `fork_prepare` holds `grow`, every chunk's lock and `direct`.
+const FORK_LOCKS: u8 = 2;
+
 /// The header of a chunk, at the start of its stride in the directory.
 ///
 /// The heap sits beside its lock rather than inside a `Mutex<Heap>` so that it can be built
@@ -79,7 +86,7 @@ struct Chunk {
     /// The shard whose thread grew this chunk; that shard's threads allocate here.
     owner: usize,
     /// Guards `heap`.
-    lock: Mutex<()>,
+    lock: Lock,
     /// The chunk's buddy heap: one region, the whole chunk, metadata in the directory. Only
     /// accessed through [`Chunk::heap`], under `lock`.
     heap: UnsafeCell<Heap>,
@@ -99,7 +106,7 @@ impl Chunk {
 
 /// A locked chunk heap.
 struct HeapGuard<'a> {
-    _lock: MutexGuard<'a, ()>,
+    _lock: LockGuard<'a>,
     heap: &'a mut Heap,
 }
 
@@ -246,15 +253,21 @@ pub struct BuddyAlloc<O: Os = SystemOs> {
     /// under `grow`, after the header is written.
     active: AtomicUsize,
     /// Serialises growth.
-    grow: Mutex<()>,
-    /// Guards the direct-mapping table; holds the number of live direct mappings.
-    direct: Mutex<usize>,
+    grow: Lock,
+    /// Guards the direct-mapping table and `direct_live`.
+    direct: Lock,
+    /// The number of live direct mappings; changed only under `direct`.
+    direct_live: AtomicUsize,
     /// The current chunk of each shard (`usize::MAX` until the shard grows its first one).
     /// Always `usize::MAX` or `< active` for a reader that loads it with `Acquire`.
     current: [AtomicUsize; MAX_SHARDS],
     /// Bytes counted against the limit: initialised chunks and live direct mappings.
     committed: AtomicUsize,
     counters: Counters,
+    /// What [`fork_prepare`](BuddyAlloc::fork_prepare) holds: `FORK_NONE`, `FORK_INIT` (it
+    /// holds off the reservation) or `FORK_LOCKS` (it holds every lock). Written only by the
+    /// thread that holds them.
+    fork: AtomicU8,
 }
 
 impl BuddyAlloc<SystemOs> {
@@ -326,11 +339,13 @@ impl<O: Os> BuddyAlloc<O> {
                 dir: AtomicPtr::new(ptr::null_mut()),
                 capacity: AtomicUsize::new(0),
                 active: AtomicUsize::new(0),
-                grow: Mutex::new(()),
-                direct: Mutex::new(0),
+                grow: Lock::new(),
+                direct: Lock::new(),
+                direct_live: AtomicUsize::new(0),
                 current: sync::unset_atomics(),
                 committed: AtomicUsize::new(0),
                 counters: Counters::new(),
+                fork: AtomicU8::new(FORK_NONE),
             }
         }
     }
@@ -482,7 +497,7 @@ impl<O: Os> BuddyAlloc<O> {
         // is aligned for `Chunk`.
         unsafe {
             ptr::addr_of_mut!((*header).owner).write(s);
-            ptr::addr_of_mut!((*header).lock).write(Mutex::new(()));
+            ptr::addr_of_mut!((*header).lock).write(Lock::new());
             ptr::addr_of_mut!((*header).heap)
                 .cast::<Heap>()
                 .write(Heap::with_config(self.config.core()));
@@ -625,7 +640,7 @@ impl<O: Os> BuddyAlloc<O> {
             return None;
         };
         let table = self.table();
-        let mut live = self.direct.lock();
+        let table_lock = self.direct.lock();
         let free = (0..self.geo.max_chunks).find(|&k| {
             // SAFETY: slot `k < max_chunks` lies in the table, which only code holding
             // `direct` reads or writes; zeroed memory is an empty slot.
@@ -640,12 +655,12 @@ impl<O: Os> BuddyAlloc<O> {
                     align,
                 })
             };
-            *live += 1;
-            drop(live);
+            self.direct_live.fetch_add(1, Relaxed);
+            drop(table_lock);
             self.counters.direct_bytes.fetch_add(len, Relaxed);
             return Some(p);
         }
-        drop(live);
+        drop(table_lock);
         // Not reachable: the limit bounds the number of direct mappings by the slot count.
         // SAFETY: the mapping was just made with these arguments and never handed out.
         let _ = unsafe { self.os.unmap(p, len, align) };
@@ -656,8 +671,8 @@ impl<O: Os> BuddyAlloc<O> {
     /// Removes the direct mapping at `ptr` from the table (if `take`) and returns its slot.
     fn find_direct(&self, ptr: NonNull<u8>, take: bool) -> Option<Direct> {
         let table = self.table();
-        let mut live = self.direct.lock();
-        if *live == 0 {
+        let _table_lock = self.direct.lock();
+        if self.direct_live.load(Relaxed) == 0 {
             return None;
         }
         for k in 0..self.geo.max_chunks {
@@ -673,7 +688,7 @@ impl<O: Os> BuddyAlloc<O> {
                             align: 0,
                         })
                     };
-                    *live -= 1;
+                    self.direct_live.fetch_sub(1, Relaxed);
                 }
                 return Some(d);
             }
@@ -914,7 +929,12 @@ impl<O: Os> BuddyAlloc<O> {
         let ready = self.state.load(Acquire) == READY;
         let capacity = self.capacity.load(Relaxed);
         let direct_bytes = self.counters.direct_bytes.load(Relaxed);
-        let direct_allocations = if ready { *self.direct.lock() } else { 0 };
+        let direct_allocations = if ready {
+            let _table_lock = self.direct.lock();
+            self.direct_live.load(Relaxed)
+        } else {
+            0
+        };
         let c = &self.counters;
         Stats {
             heap,
@@ -945,6 +965,109 @@ impl<O: Os> BuddyAlloc<O> {
         sync::thread_ordinal() % self.config.shard_count()
     }
 
+    // ----- fork -----
+
+    /// Makes the allocator safe to `fork`: takes every lock it has (and holds off its lazy
+    /// reservation if it has not made it yet), so that no other thread is half-way through an
+    /// operation when the process is copied. Meant for `pthread_atfork`'s `prepare` handler,
+    /// with [`fork_parent`](Self::fork_parent) and [`fork_child`](Self::fork_child) as the
+    /// other two; until one of them runs, every other thread that allocates or frees here
+    /// waits.
+    ///
+    /// ```
+    /// use buddy_std::BuddyAlloc;
+    /// use std::alloc::{GlobalAlloc, Layout};
+    ///
+    /// static A: BuddyAlloc = BuddyAlloc::new();
+    /// // SAFETY: a valid, non-zero layout.
+    /// let p = unsafe { A.alloc(Layout::new::<u64>()) };
+    /// A.fork_prepare(); // pthread_atfork's prepare handler does this, then fork() ...
+    /// // SAFETY: this thread called fork_prepare just now.
+    /// unsafe { A.fork_parent() }; // ... and the parent handler this.
+    /// // SAFETY: allocated above with this layout.
+    /// unsafe { A.dealloc(p, Layout::new::<u64>()) };
+    /// ```
+    ///
+    /// Locks are taken in the order every other path takes them (growth first, then the
+    /// chunks, then the direct-mapping table), so this cannot deadlock with them. Holding
+    /// the growth lock keeps the number of chunks fixed until the locks are given back.
+    ///
+    /// Calling it again from the same thread before `fork_parent` or `fork_child` deadlocks.
+    ///
+    /// # Time Complexity
+    /// `O(chunks)`, plus waiting for the threads inside the allocator to leave.
+    pub fn fork_prepare(&self) {
+        let mut round = 0;
+        loop {
+            match self.state.compare_exchange(UNINIT, BUSY, Acquire, Acquire) {
+                // Nothing reserved, hence no chunk and no direct mapping: holding `state` at
+                // `BUSY` is all it takes (a racing first allocation waits for it).
+                Ok(_) => {
+                    self.fork.store(FORK_INIT, Relaxed);
+                    return;
+                }
+                Err(READY) => break,
+                // Another thread is reserving: wait for it to finish.
+                Err(_) => sync::wait(&mut round),
+            }
+        }
+        self.grow.hold();
+        for i in 0..self.active.load(Acquire) {
+            if let Some(c) = self.chunk(i) {
+                c.lock.hold();
+            }
+        }
+        self.direct.hold();
+        self.fork.store(FORK_LOCKS, Relaxed);
+    }
+
+    /// Gives back what [`fork_prepare`](Self::fork_prepare) took, in the parent after `fork`
+    /// (`pthread_atfork`'s `parent` handler).
+    ///
+    /// # Safety
+    /// The calling thread called `fork_prepare` on this allocator, and neither this nor
+    /// [`fork_child`](Self::fork_child) since.
+    pub unsafe fn fork_parent(&self) {
+        // SAFETY: the caller's contract.
+        unsafe { self.fork_release() }
+    }
+
+    /// Gives back what [`fork_prepare`](Self::fork_prepare) took, in the child after `fork`
+    /// (`pthread_atfork`'s `child` handler). The child's only thread then has the allocator
+    /// in the consistent state the parent's threads left it in: every block allocated before
+    /// the fork is live in the child too, and can be freed there.
+    ///
+    /// # Safety
+    /// The calling thread is the child of a `fork` made by a thread that called
+    /// `fork_prepare` on this allocator (and neither `fork_parent` nor `fork_child` since).
+    pub unsafe fn fork_child(&self) {
+        // SAFETY: the caller's contract; the child inherits what its parent thread held.
+        unsafe { self.fork_release() }
+    }
+
+    /// # Safety
+    /// The calling thread holds what `fork_prepare` took (or inherited it through `fork`).
+    unsafe fn fork_release(&self) {
+        match self.fork.swap(FORK_NONE, Relaxed) {
+            FORK_INIT => self.state.store(UNINIT, Release),
+            FORK_LOCKS => {
+                // SAFETY: the caller's contract: this thread holds the lock through
+                // `fork_prepare`, with no guard.
+                unsafe { self.direct.release() };
+                for i in 0..self.active.load(Acquire) {
+                    if let Some(c) = self.chunk(i) {
+                        // SAFETY: as above; `active` cannot have changed since `fork_prepare`
+                        // (this thread holds the growth lock), so it locked exactly these.
+                        unsafe { c.lock.release() };
+                    }
+                }
+                // SAFETY: as above.
+                unsafe { self.grow.release() };
+            }
+            _ => {}
+        }
+    }
+
     /// The statistics of chunk `i` alone, and the shard that owns it; `None` if there is no
     /// such chunk (yet).
     pub fn chunk_stats(&self, i: usize) -> Option<(usize, buddy_core::Stats)> {
@@ -969,7 +1092,7 @@ impl<O: Os> BuddyAlloc<O> {
     /// tests do it while other threads allocate).
     ///
     /// ```
-    /// use buddy_std::{BuddyAlloc, Config};
+    /// use buddy_std::{BuddyAlloc, Config, Purge};
     /// use std::alloc::{GlobalAlloc, Layout};
     ///
     /// let a = BuddyAlloc::with_config(Config::new().chunk_size(1 << 20).memory_limit(1 << 20));

@@ -96,7 +96,17 @@
 
 #[allow(unsafe_code)]
 mod allocator;
+// The C ABI of `include/buddy_alloc.h`: `unsafe` because it exports unmangled symbols and
+// takes raw pointers from C (see the module's docs).
+#[cfg(feature = "capi")]
+#[allow(unsafe_code)]
+pub mod capi;
 mod config;
+// `malloc` & co. with C semantics: `unsafe` because C's pointers, `errno`, `write(2)` and
+// `pthread_atfork` come in here (see the module's docs).
+#[cfg(feature = "malloc")]
+#[allow(unsafe_code)]
+pub mod malloc;
 mod stats;
 mod sync;
 

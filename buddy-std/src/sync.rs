@@ -1,17 +1,18 @@
-//! The synchronisation facade: the only module that names a primitive from `spin`, `std` or
+//! The synchronisation facade: the only module that names a primitive from `core`, `std` or
 //! `loom`.
 //!
-//! Off `loom` the locks are `spin` mutexes (with a bounded spin, then `sched_yield`, so a
-//! preempted lock holder does not make the others burn their time slices), the atomics are
-//! `core`'s and the thread ordinal lives in a const-initialised `thread_local!` (no lazy
+//! Off `loom` the atomics are `core`'s, the locks ([`Lock`]) are a flag on them (with a bounded
+//! spin, then `sched_yield`, so a preempted lock holder does not make the others burn their
+//! time slices) and the thread ordinal lives in a const-initialised `thread_local!` (no lazy
 //! initialisation, no destructor, no allocation). Under `--cfg loom` every one of them is
-//! loom's model, so `tests/loom_*.rs` explore the interleavings of the real allocator code.
+//! loom's model (the locks a loom mutex), so `tests/loom_*.rs` explore the interleavings of
+//! the real allocator code.
 //!
 //! loom's primitives cannot be built in a `const fn` (tokio-rs/loom#320), so
 //! [`loom_const_fn!`](crate::sync::loom_const_fn) makes a constructor `const` only off loom.
 
 #[cfg(not(loom))]
-pub(crate) use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+pub(crate) use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 
@@ -38,30 +39,49 @@ pub(crate) fn unset_atomics<const N: usize>() -> [AtomicUsize; N] {
     core::array::from_fn(|_| AtomicUsize::new(usize::MAX))
 }
 
-/// A mutual-exclusion lock that never allocates, never poisons, and is usable in a `static`.
-pub(crate) struct Mutex<T> {
+/// A lock that guards no data of its own: its users keep what it protects beside it (a chunk's
+/// heap sits in an `UnsafeCell` next to its lock, see `allocator.rs`). Never allocates, never
+/// poisons, usable in a `static`.
+///
+/// Besides the usual guard ([`lock`](Lock::lock)) it can be taken and kept past the end of a
+/// call ([`hold`](Lock::hold)) and given back later ([`release`](Lock::release)): `fork`
+/// handlers lock everything in one call and unlock it in another, in the parent and in the
+/// child. A held `spin::Mutex` can only be unlocked through an `unsafe` `force_unlock`, and a
+/// `loom::sync::Mutex` not at all without its guard, hence:
+///
+/// - off loom, a flag on `core`'s atomics: one compare-and-swap to lock, one store to unlock;
+///   when contended, a bounded spin with exponential backoff, then `sched_yield` on every
+///   retry ([`wait`]), so a preempted holder is not starved of CPU by its waiters;
+/// - under loom, a `loom::sync::Mutex<bool>` whose flag says "held with no guard": a guard is
+///   the mutex's own guard (the same cost to explore as a plain mutex), and `hold` sets the
+///   flag and unlocks the mutex, so that `lock` finds the flag set and waits.
+pub(crate) struct Lock {
+    /// `true` iff some thread holds the lock (through a guard or [`hold`](Lock::hold)).
     #[cfg(not(loom))]
-    inner: spin::Mutex<T>,
+    locked: AtomicBool,
+    /// `true` iff some thread holds the lock through [`hold`](Lock::hold); a guard is this
+    /// mutex's guard.
     #[cfg(loom)]
-    inner: loom::sync::Mutex<T>,
+    held: loom::sync::Mutex<bool>,
 }
 
-/// The guard of a locked [`Mutex`]; unlocks on drop.
-#[cfg(not(loom))]
-pub(crate) type MutexGuard<'a, T> = spin::MutexGuard<'a, T>;
-/// The guard of a locked [`Mutex`]; unlocks on drop.
-#[cfg(loom)]
-pub(crate) type MutexGuard<'a, T> = loom::sync::MutexGuard<'a, T>;
+/// Proof of holding a [`Lock`]; unlocks on drop.
+pub(crate) struct LockGuard<'a> {
+    #[cfg(not(loom))]
+    lock: &'a Lock,
+    #[cfg(loom)]
+    _guard: loom::sync::MutexGuard<'a, bool>,
+}
 
-impl<T> Mutex<T> {
+impl Lock {
     loom_const_fn! {
-        /// An unlocked mutex holding `value`.
-        pub(crate) const fn new(value: T) -> Mutex<T> {
-            Mutex {
+        /// An unlocked lock.
+        pub(crate) const fn new() -> Lock {
+            Lock {
                 #[cfg(not(loom))]
-                inner: spin::Mutex::new(value),
+                locked: AtomicBool::new(false),
                 #[cfg(loom)]
-                inner: loom::sync::Mutex::new(value),
+                held: loom::sync::Mutex::new(false),
             }
         }
     }
@@ -69,21 +89,70 @@ impl<T> Mutex<T> {
     /// Locks, waiting as long as it takes.
     #[inline]
     #[cfg(not(loom))]
-    pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
-        match self.inner.try_lock() {
-            Some(guard) => guard,
-            None => self.lock_contended(),
+    pub(crate) fn lock(&self) -> LockGuard<'_> {
+        if !self.try_acquire() {
+            self.acquire_contended();
         }
+        LockGuard { lock: self }
     }
 
     /// Locks, waiting as long as it takes.
     #[cfg(loom)]
-    pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
-        // Nothing panics while holding one of these locks, so poisoning cannot happen; if it
-        // did, the data would still be consistent (every update completes before unlocking).
-        self.inner
+    pub(crate) fn lock(&self) -> LockGuard<'_> {
+        let mut round = 0;
+        loop {
+            let guard = self.mutex();
+            if !*guard {
+                return LockGuard { _guard: guard };
+            }
+            drop(guard);
+            wait(&mut round);
+        }
+    }
+
+    /// Locks, waiting as long as it takes, and keeps the lock with no guard: it stays locked
+    /// until [`release`](Lock::release).
+    pub(crate) fn hold(&self) {
+        #[cfg(not(loom))]
+        core::mem::forget(self.lock());
+        #[cfg(loom)]
+        {
+            let mut guard = self.lock();
+            *guard._guard = true;
+        }
+    }
+
+    /// Unlocks a lock taken with [`hold`](Lock::hold).
+    ///
+    /// # Safety
+    /// The calling thread holds the lock through `hold` (or is the child of a `fork` made by
+    /// the thread that did, which inherits it); no guard of it exists. Otherwise the data the
+    /// lock guards could be used by two threads at once.
+    #[allow(unsafe_code)] // An `unsafe fn` with nothing unsafe inside: it states a contract.
+    pub(crate) unsafe fn release(&self) {
+        #[cfg(not(loom))]
+        self.locked.store(false, Ordering::Release);
+        #[cfg(loom)]
+        {
+            *self.mutex() = false;
+        }
+    }
+
+    /// The loom mutex; nothing panics while holding it, so poisoning cannot happen (and the
+    /// flag would be consistent anyway).
+    #[cfg(loom)]
+    fn mutex(&self) -> loom::sync::MutexGuard<'_, bool> {
+        self.held
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    #[inline]
+    #[cfg(not(loom))]
+    fn try_acquire(&self) -> bool {
+        self.locked
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
     }
 
     /// Spins with exponential backoff while the holder is likely running, then yields the CPU
@@ -91,16 +160,22 @@ impl<T> Mutex<T> {
     /// time slice the preempted holder needs to finish.
     #[cold]
     #[cfg(not(loom))]
-    fn lock_contended(&self) -> MutexGuard<'_, T> {
+    fn acquire_contended(&self) {
         let mut round = 0u32;
         loop {
-            if !self.inner.is_locked() {
-                if let Some(guard) = self.inner.try_lock() {
-                    return guard;
-                }
+            if !self.locked.load(Ordering::Relaxed) && self.try_acquire() {
+                return;
             }
             wait(&mut round);
         }
+    }
+}
+
+#[cfg(not(loom))]
+impl Drop for LockGuard<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.lock.locked.store(false, Ordering::Release);
     }
 }
 
