@@ -13,6 +13,9 @@
 //!   talc, rlsf, bsa, lla, buddy-alloc, floor, system, buddy-std).
 //! - `--workloads pairs,random-actions,frames,scaling,latency,efficiency,threads`.
 //! - `--reps N`: repetitions per cell.
+//! - `--no-cut`: no time budgets (for profilers: `valgrind --tool=callgrind
+//!   --toggle-collect='*Throughput*run*' <bench binary> --bench --only buddy --workloads pairs
+//!   --reps 1 --no-cut`).
 //! - `--write`: write the files even for a quick or filtered run (they are not, by default).
 //!
 //! The exit code is non-zero if any buddy configuration fails its self-check.
@@ -492,6 +495,13 @@ fn main() -> ExitCode {
     plan.workloads = list(&args, "--workloads");
     if let Some(n) = list(&args, "--reps").first().and_then(|n| n.parse().ok()) {
         plan.reps = n;
+    }
+    if has("--no-cut") {
+        // Under a profiler (callgrind runs ~50x slower) every op must still run.
+        plan.budget = Duration::MAX;
+        plan.warm_budget = Duration::MAX;
+        plan.cell_budget = Duration::MAX;
+        plan.efficiency_budget = Duration::MAX;
     }
     let partial = !plan.only.is_empty() || !plan.workloads.is_empty();
     let write = has("--write") || !(quick || partial);
