@@ -31,7 +31,11 @@ pub fn command(extra: &[String]) -> std::process::Command {
     c
 }
 
-/// Runs the benchmark (`--quick` for the smoke run).
+/// Runs the benchmark (`--quick` for the smoke run; `--preload`: the drop-in malloc under
+/// real programs instead, see `capi::bench`).
 pub fn run(args: &[String]) -> Result<(), String> {
+    if args.iter().any(|a| a == "--preload") {
+        return crate::capi::bench(args);
+    }
     sh(&mut command(args))
 }

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod capi;
 mod demo;
 mod fuzz;
 mod harden;
@@ -50,5 +51,7 @@ commands:
   test    run every test: workspace tests, doctests, and the extra passes (summary at the end)
   bench   buddy-core vs its peers: table, docs/bench/results.csv, bench.svg, docs/BENCHMARKS.md
           (about 4 min; --quick: a smoke run that writes nothing)
+          --preload: a real program's wall time and peak RSS under glibc, buddy (LD_PRELOAD),
+          jemalloc and mimalloc, side by side [--runs N]
   demo    walk through the allocator: a heap over a static buffer, splits, merges, errors, stats
   fuzz    fuzz buddy-core against its shadow model: cargo xtask fuzz [--secs N] (default 60)";

@@ -4,7 +4,8 @@
 //! cannot run). The last line reads `N passed, N failed, N skipped`, and the exit code is
 //! non-zero iff a pass failed.
 //!
-//! `--quick` runs only the workspace tests.
+//! `--quick` runs only the workspace tests; `--only TEXT` only the passes whose name contains
+//! `TEXT`.
 
 use crate::util::{cargo, run as sh};
 
@@ -28,9 +29,11 @@ fn from(r: Result<(), String>) -> Outcome {
     }
 }
 
-/// All passes, in order: the plain ones, then the hardening ones (`harden.rs`).
+/// All passes, in order: the plain ones, the C face's (`capi.rs`), then the hardening ones
+/// (`harden.rs`).
 fn passes() -> Vec<Pass> {
     let mut all = plain_passes();
+    all.extend(crate::capi::passes());
     all.extend(crate::harden::passes());
     all
 }
@@ -165,8 +168,16 @@ fn no_std_targets() -> Outcome {
 /// Runs every pass (or only the workspace tests with `--quick`) and prints the summary.
 pub fn run(args: &[String]) -> Result<(), String> {
     let quick = args.iter().any(|a| a == "--quick");
+    // `--only TEXT`: the passes whose name contains TEXT.
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1));
     let mut results = Vec::new();
-    for pass in passes() {
+    for pass in passes()
+        .into_iter()
+        .filter(|p| only.is_none_or(|o| p.name.contains(o.as_str())))
+    {
         if quick && results.len() == 1 {
             break;
         }

@@ -1,0 +1,811 @@
+//! The C face (issue 5): the passes of `cargo xtask test` that build the C libraries and run
+//! C and real programs against them, and `cargo xtask bench --preload`.
+//!
+//! - **C ABI**: the README's C example (taken from the README as it is) and
+//!   `buddy-std/tests/c/capi_test.c`, compiled with the system `cc` against
+//!   `buddy-std/include/buddy_alloc.h` and linked with `libbuddy_alloc.a`, then with
+//!   `libbuddy_alloc.so`.
+//! - **Drop-in malloc**: `buddy-std/tests/c/malloc_test.c`, an ordinary C program, run with
+//!   `LD_PRELOAD=libbuddy_malloc.so`.
+//! - **Real programs** nobody here wrote (`python3`, `sqlite3`, `git`, `perl`), each run twice
+//!   on the same work, without and with the preload: exit status, stdout and stderr must be
+//!   byte for byte the same, and the library's exit report (`BUDDY_MALLOC_STATS`) must show
+//!   that every process of the preloaded run used buddy and never freed a pointer buddy did
+//!   not hand out. A missing program skips its pass with one line.
+//!
+//! The tests use the debug build of the libraries (debug assertions on inside the allocator);
+//! the bench uses the release build. Every program runs under a time limit, so a deadlock
+//! fails the pass instead of hanging the run.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::test::{Outcome, Pass};
+use crate::util::{cargo, describe, have, project_root, run as sh};
+
+/// The passes, in order.
+pub fn passes() -> Vec<Pass> {
+    vec![
+        Pass {
+            name: "C ABI: README example and capi_test.c with cc, static and shared libbuddy_alloc",
+            run: c_abi,
+        },
+        Pass {
+            name: "drop-in malloc: malloc_test.c under LD_PRELOAD (C semantics, threads, fork)",
+            run: malloc_c,
+        },
+        Pass {
+            name: "LD_PRELOAD python3: threads, a subprocess, 300 MB allocated and freed",
+            run: || preload_pass(&PYTHON),
+        },
+        Pass {
+            name: "LD_PRELOAD sqlite3: build a 200k-row database, index and query it",
+            run: || preload_pass(&SQLITE),
+        },
+        Pass {
+            name: "LD_PRELOAD git: init, commits, branches, merge, log, gc, fsck",
+            run: || preload_pass(&GIT),
+        },
+        Pass {
+            name: "LD_PRELOAD perl: hashes, sorting, regexes, sprintf",
+            run: || preload_pass(&PERL),
+        },
+    ]
+}
+
+// ----- building -----
+
+/// Where cargo puts its output (`$CARGO_TARGET_DIR` or `target/`).
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project_root().join("target"))
+}
+
+/// Builds `libbuddy_alloc.{a,so}` and `libbuddy_malloc.so`; returns their directory.
+fn build_libs(release: bool) -> Result<PathBuf, String> {
+    let mut c = cargo();
+    c.args(["build", "-p", "buddy-capi", "-p", "buddy-malloc"]);
+    if release {
+        c.arg("--release");
+    }
+    sh(&mut c)?;
+    Ok(target_dir().join(if release { "release" } else { "debug" }))
+}
+
+/// A scratch directory of ours under the target directory, emptied.
+fn scratch(name: &str) -> Result<PathBuf, String> {
+    let dir = target_dir().join("capi").join(name);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)
+            .map_err(|e| format!("cannot empty {}: {e}", dir.display()))?;
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+fn c_sources() -> PathBuf {
+    project_root().join("buddy-std").join("tests").join("c")
+}
+
+fn include_dir() -> PathBuf {
+    project_root().join("buddy-std").join("include")
+}
+
+/// `cc` with the warnings we hold the tests to. `-fno-builtin`: the compiler must not fold
+/// `malloc(SIZE_MAX) == NULL` or a `calloc` overflow itself; the library has to answer.
+fn cc(source: &Path, out: &Path) -> Command {
+    let mut c = Command::new("cc");
+    c.args(["-std=c11", "-O1", "-g", "-fno-builtin", "-pthread"])
+        .args(["-Wall", "-Wextra", "-Werror", "-Wno-alloc-size-larger-than"])
+        .arg("-I")
+        .arg(include_dir())
+        .arg(source)
+        .arg("-o")
+        .arg(out);
+    c
+}
+
+/// Links against `libbuddy_alloc.a` (and what Rust's std needs from the system).
+fn link_static(c: &mut Command, libs: &Path) {
+    c.arg(libs.join("libbuddy_alloc.a")).args(["-ldl", "-lm"]);
+}
+
+/// Links against `libbuddy_alloc.so`, found at run time through an rpath.
+fn link_shared(c: &mut Command, libs: &Path) {
+    c.arg("-L")
+        .arg(libs)
+        .arg("-lbuddy_alloc")
+        .arg(format!("-Wl,-rpath,{}", libs.display()));
+}
+
+// ----- running -----
+
+/// Runs `cmd` with its output captured, killing it after `limit`.
+fn run_limited(cmd: &mut Command, limit: Duration) -> Result<Output, String> {
+    eprintln!("$ {}", describe(cmd));
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", describe(cmd)))?;
+    // Read both pipes while waiting, so a chatty program cannot block on a full pipe.
+    let mut out = child.stdout.take();
+    let mut err = child.stderr.take();
+    let out_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(o) = out.as_mut() {
+            let _ = std::io::Read::read_to_end(o, &mut buf);
+        }
+        buf
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(e) = err.as_mut() {
+            let _ = std::io::Read::read_to_end(e, &mut buf);
+        }
+        buf
+    });
+    let start = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if start.elapsed() > limit => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "{} did not finish within {} s (deadlock?): killed",
+                    describe(cmd),
+                    limit.as_secs()
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(format!("waiting for {}: {e}", describe(cmd))),
+        }
+    };
+    let stdout = out_reader.join().unwrap_or_default();
+    let stderr = err_reader.join().unwrap_or_default();
+    Ok(Output {
+        status,
+        stdout,
+        stderr,
+    })
+}
+
+/// Runs `cmd` and requires success; returns its stdout.
+fn run_ok(cmd: &mut Command, limit: Duration) -> Result<String, String> {
+    let out = run_limited(cmd, limit)?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprint!("{stdout}{stderr}");
+    if out.status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!("{} failed: {}", describe(cmd), out.status))
+    }
+}
+
+fn outcome(r: Result<(), String>) -> Outcome {
+    match r {
+        Ok(()) => Outcome::Passed,
+        Err(e) => Outcome::Failed(e),
+    }
+}
+
+fn no_cc() -> Option<Outcome> {
+    (!have("cc", "--version"))
+        .then(|| Outcome::Skipped("no C compiler `cc` (apt-get install gcc; .ci/run does)".into()))
+}
+
+// ----- the C ABI -----
+
+/// The README's C example and the output it shows, taken from the section `## C`: the first
+/// ` ```c ` block and the ` ```text ` block after it.
+fn readme_example() -> Result<(String, String), String> {
+    let path = project_root().join("README.md");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let section = text
+        .split("\n## ")
+        .find(|s| s.starts_with("C\n"))
+        .ok_or("README.md has no `## C` section")?;
+    let block = |after: &str, lang: &str| -> Option<(String, usize)> {
+        let fence = format!("\n```{lang}\n");
+        let start = after.find(&fence)? + fence.len();
+        let len = after[start..].find("\n```")?;
+        Some((after[start..start + len + 1].to_string(), start + len))
+    };
+    let (code, end) = block(section, "c").ok_or("the C section has no ```c block")?;
+    let (output, _) = block(&section[end..], "text")
+        .ok_or("the C section shows no ```text output after its example")?;
+    Ok((code, output))
+}
+
+fn c_abi() -> Outcome {
+    if let Some(skip) = no_cc() {
+        return skip;
+    }
+    outcome(c_abi_run())
+}
+
+fn c_abi_run() -> Result<(), String> {
+    let libs = build_libs(false)?;
+    let dir = scratch("abi")?;
+    let limit = Duration::from_secs(300);
+
+    // The README's example, verbatim, must print what the README says it prints.
+    let (code, expected) = readme_example()?;
+    let example = dir.join("readme_example.c");
+    std::fs::write(&example, &code).map_err(|e| format!("cannot write the example: {e}"))?;
+    for (kind, link) in [
+        ("static", link_static as fn(&mut Command, &Path)),
+        ("shared", link_shared),
+    ] {
+        let exe = dir.join(format!("readme_example_{kind}"));
+        let mut c = cc(&example, &exe);
+        link(&mut c, &libs);
+        sh(&mut c)?;
+        let out = run_ok(&mut Command::new(&exe), limit)?;
+        if out != expected {
+            return Err(format!(
+                "the README's C example ({kind}) printed {out:?}, the README says {expected:?}"
+            ));
+        }
+    }
+
+    // The whole C ABI, against each library.
+    let source = c_sources().join("capi_test.c");
+    for (kind, link) in [
+        ("static", link_static as fn(&mut Command, &Path)),
+        ("shared", link_shared),
+    ] {
+        let exe = dir.join(format!("capi_test_{kind}"));
+        let mut c = cc(&source, &exe);
+        link(&mut c, &libs);
+        sh(&mut c)?;
+        let out = run_ok(&mut Command::new(&exe), limit)?;
+        if !out.starts_with("capi_test: all checks passed") {
+            return Err(format!("capi_test ({kind}) printed {out:?}"));
+        }
+    }
+    // The shared library exports the C ABI and nothing of malloc's.
+    check_exports(
+        &libs.join("libbuddy_alloc.so"),
+        &["buddy_alloc", "buddy_free"],
+        &["malloc", "free"],
+    )
+}
+
+/// With `nm`, if installed: `lib` defines every `wanted` symbol and none of `unwanted`.
+fn check_exports(lib: &Path, wanted: &[&str], unwanted: &[&str]) -> Result<(), String> {
+    let Ok(out) = Command::new("nm")
+        .args(["-D", "--defined-only"])
+        .arg(lib)
+        .output()
+    else {
+        eprintln!("note: no `nm`, exports of {} not checked", lib.display());
+        return Ok(());
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let defined: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .collect();
+    for w in wanted {
+        if !defined.contains(w) {
+            return Err(format!("{} does not export {w}", lib.display()));
+        }
+    }
+    for u in unwanted {
+        if defined.contains(u) {
+            return Err(format!("{} exports {u}", lib.display()));
+        }
+    }
+    Ok(())
+}
+
+// ----- the drop-in malloc, from C -----
+
+fn malloc_c() -> Outcome {
+    if let Some(skip) = no_cc() {
+        return skip;
+    }
+    outcome(malloc_c_run())
+}
+
+fn malloc_c_run() -> Result<(), String> {
+    let libs = build_libs(false)?;
+    let lib = libs.join("libbuddy_malloc.so");
+    check_exports(
+        &lib,
+        &[
+            "malloc",
+            "free",
+            "calloc",
+            "realloc",
+            "posix_memalign",
+            "aligned_alloc",
+            "memalign",
+            "valloc",
+            "pvalloc",
+            "malloc_usable_size",
+        ],
+        &["buddy_alloc"],
+    )?;
+    let dir = scratch("malloc")?;
+    let exe = dir.join("malloc_test");
+    let mut c = cc(&c_sources().join("malloc_test.c"), &exe);
+    c.arg("-ldl");
+    sh(&mut c)?;
+    let out = run_ok(
+        Command::new(&exe).env("LD_PRELOAD", &lib),
+        Duration::from_secs(300),
+    )?;
+    if !out.starts_with("malloc_test: all checks passed") {
+        return Err(format!("malloc_test printed {out:?}"));
+    }
+    Ok(())
+}
+
+// ----- real programs under LD_PRELOAD -----
+
+/// A real program's work: commands run in a fresh directory, the same for both runs.
+struct Workload {
+    /// The program whose presence decides whether the pass runs.
+    program: &'static str,
+    /// The commands, in order; their outputs are compared one by one.
+    commands: fn(&Path) -> Result<Vec<Command>, String>,
+    /// Fewest allocations the preloaded run must have made through buddy, all processes
+    /// together (proof that the work really ran on it).
+    min_allocations: usize,
+}
+
+/// The result of one command, to compare.
+#[derive(PartialEq)]
+struct Run {
+    status: Option<i32>,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+/// An exit report line of `libbuddy_malloc.so`: allocations and bad frees.
+fn parse_report(line: &str) -> Option<(usize, usize)> {
+    let num = |what: &str| -> Option<usize> {
+        let end = line.find(what)?;
+        line[..end]
+            .trim_end()
+            .rsplit([' ', ','])
+            .next()?
+            .parse()
+            .ok()
+    };
+    Some((num(" allocations")?, num(" bad frees")?))
+}
+
+/// Runs the workload's commands in `dir`, with `preload` (a library path) or not.
+fn run_workload(
+    w: &Workload,
+    dir: &Path,
+    preload: Option<(&Path, &Path)>,
+) -> Result<Vec<Run>, String> {
+    let mut runs = Vec::new();
+    for mut cmd in (w.commands)(dir)? {
+        cmd.current_dir(dir);
+        if let Some((lib, report)) = preload {
+            cmd.env("LD_PRELOAD", lib).env("BUDDY_MALLOC_STATS", report);
+        }
+        let out = run_limited(&mut cmd, Duration::from_secs(600))?;
+        runs.push(Run {
+            status: out.status.code(),
+            stdout: out.stdout,
+            stderr: out.stderr,
+        });
+    }
+    Ok(runs)
+}
+
+fn preload_pass(w: &Workload) -> Outcome {
+    if !have(w.program, "--version") {
+        return Outcome::Skipped(format!(
+            "`{}` not found (.ci/run installs it with apt-get)",
+            w.program
+        ));
+    }
+    outcome(preload_run(w))
+}
+
+fn preload_run(w: &Workload) -> Result<(), String> {
+    let libs = build_libs(false)?;
+    let lib = libs.join("libbuddy_malloc.so");
+    let plain_dir = scratch(&format!("{}-glibc", w.program))?;
+    let buddy_dir = scratch(&format!("{}-buddy", w.program))?;
+    let report = target_dir()
+        .join("capi")
+        .join(format!("{}-report.txt", w.program));
+    let _ = std::fs::remove_file(&report);
+
+    let plain = run_workload(w, &plain_dir, None)?;
+    let buddy = run_workload(w, &buddy_dir, Some((&lib, &report)))?;
+    for (i, (p, b)) in plain.iter().zip(&buddy).enumerate() {
+        let show = |r: &Run| {
+            format!(
+                "status {:?}, stdout {:?}, stderr {:?}",
+                r.status,
+                String::from_utf8_lossy(&r.stdout),
+                String::from_utf8_lossy(&r.stderr)
+            )
+        };
+        if p.status != Some(0) {
+            return Err(format!(
+                "command {i} fails without the preload: {}",
+                show(p)
+            ));
+        }
+        if p != b {
+            return Err(format!(
+                "command {i} differs under LD_PRELOAD:\n  glibc: {}\n  buddy: {}",
+                show(p),
+                show(b)
+            ));
+        }
+    }
+    let text = std::fs::read_to_string(&report).map_err(|e| {
+        format!(
+            "no exit report from libbuddy_malloc.so at {} ({e}): did the preload happen?",
+            report.display()
+        )
+    })?;
+    let mut processes = 0;
+    let mut allocations = 0;
+    for line in text.lines() {
+        let (a, bad) = parse_report(line).ok_or(format!("bad report line {line:?}"))?;
+        if bad != 0 {
+            return Err(format!(
+                "a process freed pointers buddy never handed out: {line}"
+            ));
+        }
+        processes += 1;
+        allocations += a;
+    }
+    eprintln!(
+        "{}: outputs identical; {processes} processes ran on buddy, {allocations} allocations, 0 bad frees",
+        w.program
+    );
+    if processes < plain.len() || allocations < w.min_allocations {
+        return Err(format!(
+            "only {processes} processes and {allocations} allocations on buddy \
+             (expected at least {} and {})",
+            plain.len(),
+            w.min_allocations
+        ));
+    }
+    Ok(())
+}
+
+/// `python3 -c SCRIPT`.
+const PYTHON_SCRIPT: &str = r#"
+import hashlib, json, subprocess, sys, threading
+
+# A few hundred MB allocated, used and freed: 6 x 50 MB live at once, twice.
+total = 0
+for rnd in range(2):
+    blobs = [bytearray(50 << 20) for _ in range(6)]
+    for i, b in enumerate(blobs):
+        b[::4096] = bytes([i + rnd]) * len(range(0, len(b), 4096))
+        total += sum(b[::4096])
+    del blobs
+print("big blocks", total)
+
+# Many small objects: a dict of lists of strings and tuples, serialised and hashed.
+d = {str(i): [i, str(i) * 3, (i, i * i)] for i in range(200000)}
+print("dict", hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest())
+del d
+
+# Threads allocating at once.
+out = {}
+def work(n):
+    parts = [str(i * n) for i in range(60000)]
+    s = set(parts)
+    out[n] = (hashlib.md5("".join(parts).encode()).hexdigest(), len(s))
+threads = [threading.Thread(target=work, args=(n,)) for n in range(1, 9)]
+for t in threads: t.start()
+for t in threads: t.join()
+for n in sorted(out): print("thread", n, *out[n])
+
+# A subprocess (another python, under the same preload).
+child = "import sys; xs = [bytes(1000) for _ in range(10**5)]; print(len(xs), sum(map(len, xs)))"
+r = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True)
+print("child", r.stdout.strip())
+"#;
+
+const PYTHON: Workload = Workload {
+    program: "python3",
+    commands: |_| {
+        let mut c = Command::new("python3");
+        c.args(["-c", PYTHON_SCRIPT]).env("PYTHONHASHSEED", "0");
+        Ok(vec![c])
+    },
+    min_allocations: 100_000,
+};
+
+/// The SQL of the sqlite3 workload: build (one run of `sqlite3`), then query (another).
+const SQL_BUILD: &str = "
+PRAGMA journal_mode = WAL;
+CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT, city INTEGER, born INTEGER, note TEXT);
+CREATE TABLE cities (id INTEGER PRIMARY KEY, name TEXT);
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200000)
+INSERT INTO people SELECT i, 'person' || i, i % 97, 1900 + (i * 7919) % 120,
+    printf('%.*c', 20 + i % 200, 'x') FROM n;
+WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 96)
+INSERT INTO cities SELECT i, 'city' || i FROM n;
+CREATE INDEX people_born ON people(born);
+CREATE INDEX people_city_name ON people(city, name);
+UPDATE people SET note = upper(note) WHERE born % 10 = 3;
+DELETE FROM people WHERE id % 13 = 0;
+VACUUM;
+SELECT count(*), sum(length(note)) FROM people;
+";
+
+const SQL_QUERY: &str = "
+SELECT c.name, count(*), min(p.born), max(p.born), avg(length(p.note))
+  FROM people p JOIN cities c ON c.id = p.city GROUP BY c.name ORDER BY count(*) DESC, c.name LIMIT 10;
+SELECT born, count(*) FROM people GROUP BY born HAVING count(*) > 1700 ORDER BY born;
+SELECT name FROM people WHERE born BETWEEN 1950 AND 1951 ORDER BY name DESC LIMIT 5;
+SELECT group_concat(name, ',') FROM (SELECT name FROM people ORDER BY note, id LIMIT 20);
+SELECT count(DISTINCT note) FROM people;
+PRAGMA integrity_check;
+";
+
+const SQLITE: Workload = Workload {
+    program: "sqlite3",
+    commands: |dir| {
+        std::fs::write(dir.join("build.sql"), SQL_BUILD).map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("query.sql"), SQL_QUERY).map_err(|e| e.to_string())?;
+        let mut build = Command::new("sqlite3");
+        build.args(["-bail", "people.db", ".read build.sql"]);
+        let mut query = Command::new("sqlite3");
+        query.args(["-bail", "people.db", ".read query.sql"]);
+        Ok(vec![build, query])
+    },
+    min_allocations: 100_000,
+};
+
+/// git commands with a fixed identity and clock, so commit ids are the same in both runs.
+fn git(args: &[&str]) -> Command {
+    let mut c = Command::new("git");
+    c.args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "Buddy Test")
+        .env("GIT_AUTHOR_EMAIL", "buddy@example.invalid")
+        .env("GIT_COMMITTER_NAME", "Buddy Test")
+        .env("GIT_COMMITTER_EMAIL", "buddy@example.invalid")
+        .env("GIT_AUTHOR_DATE", "2024-01-01T00:00:00Z")
+        .env("GIT_COMMITTER_DATE", "2024-01-01T00:00:00Z")
+        .env("LC_ALL", "C");
+    c
+}
+
+/// Writes `n` files of generated text under `dir/src/`.
+fn write_tree(dir: &Path, n: usize) -> Result<(), String> {
+    let src = dir.join("src");
+    std::fs::create_dir_all(&src).map_err(|e| e.to_string())?;
+    for f in 0..n {
+        let mut text = String::new();
+        for line in 0..200 {
+            text += &format!(
+                "file {f} line {line} value {}\n",
+                (f * 31 + line * 7) % 1000
+            );
+        }
+        std::fs::write(src.join(format!("f{f:03}.txt")), text).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+const GIT: Workload = Workload {
+    program: "git",
+    commands: |dir| {
+        // The files are written first; git does the rest (every change below goes through it).
+        write_tree(dir, 150)?;
+        Ok(vec![
+            git(&["init", "-q", "-b", "main", "."]),
+            git(&["add", "-A"]),
+            git(&["commit", "-q", "-m", "first"]),
+            git(&["checkout", "-q", "-b", "feature"]),
+            git(&["mv", "src/f000.txt", "src/renamed.txt"]),
+            git(&["commit", "-q", "-m", "rename"]),
+            git(&["checkout", "-q", "main"]),
+            git(&["rm", "-q", "src/f001.txt"]),
+            git(&["commit", "-q", "-m", "remove"]),
+            git(&["merge", "-q", "--no-edit", "feature"]),
+            git(&["log", "--stat", "--format=%H %s"]),
+            git(&["diff", "--stat", "HEAD~2", "HEAD"]),
+            // Delta search in several threads; its pack sizes may vary run to run, so no
+            // size is printed (`count-objects` without -v counts only loose objects).
+            git(&["gc", "-q", "--aggressive"]),
+            git(&["fsck", "--full", "--strict"]),
+            git(&["count-objects"]),
+            git(&["grep", "-c", "value 99"]),
+            git(&["rev-list", "--objects", "--all"]),
+        ])
+    },
+    min_allocations: 10_000,
+};
+
+const PERL_SCRIPT: &str = r#"
+use strict; use warnings;
+my %h; my @words;
+for my $i (1 .. 300000) {
+    my $w = join '', map { chr(97 + ($i * $_ * 7919) % 26) } 1 .. 1 + $i % 12;
+    $h{$w}++; push @words, $w;
+}
+my @top = (sort { $h{$b} <=> $h{$a} || $a cmp $b } keys %h)[0 .. 9];
+print "distinct ", scalar(keys %h), "\n";
+print "$_ $h{$_}\n" for @top;
+my $text = join ' ', @words;
+my @m = ($text =~ /\b(a\w*z)\b/g);
+print "matches ", scalar(@m), " first $m[0] last $m[-1]\n";
+(my $t = $text) =~ s/(\w)(\w*)/\U$1\E$2/g;
+print "length ", length($t), " ", substr($t, 0, 40), "\n";
+my @sorted = sort @words; print "sorted $sorted[0] $sorted[-1] ", scalar(@sorted), "\n";
+printf "%.6f %s\n", 3.14159265358979 * $_, sprintf('%08x', $_ * 2654435761 % 4294967296) for 1 .. 5;
+"#;
+
+const PERL: Workload = Workload {
+    program: "perl",
+    commands: |_| {
+        let mut c = Command::new("perl");
+        c.args(["-e", PERL_SCRIPT]);
+        Ok(vec![c])
+    },
+    min_allocations: 100_000,
+};
+
+// ----- cargo xtask bench --preload -----
+
+/// One allocator of the comparison: a name and the library to preload (none: glibc).
+struct Subject {
+    name: &'static str,
+    lib: Option<PathBuf>,
+}
+
+/// `cargo xtask bench --preload [--runs N]`: one real program's wall time and peak RSS under
+/// glibc's malloc, buddy (release `libbuddy_malloc.so`), and jemalloc and mimalloc where
+/// Debian's packages are installed (`libjemalloc2`, `libmimalloc2.0`), measured side by side
+/// (runs interleaved, median of each) with `/usr/bin/time -f "%e %M"`. The program is
+/// `sqlite3` building and querying the database of the `sqlite3` test pass, then `python3`
+/// running the python pass's script; every run's output is checked against glibc's.
+pub fn bench(args: &[String]) -> Result<(), String> {
+    let runs: usize = args
+        .iter()
+        .position(|a| a == "--runs")
+        .and_then(|i| args.get(i + 1))
+        .map(|n| {
+            n.parse()
+                .map_err(|_| format!("--runs wants a number, not {n}"))
+        })
+        .transpose()?
+        .unwrap_or(5);
+    let time = PathBuf::from("/usr/bin/time");
+    if !time.exists() {
+        return Err("/usr/bin/time is needed for peak RSS (apt-get install time)".into());
+    }
+    let libs = build_libs(true)?;
+    let mut subjects = vec![
+        Subject {
+            name: "glibc",
+            lib: None,
+        },
+        Subject {
+            name: "buddy",
+            lib: Some(libs.join("libbuddy_malloc.so")),
+        },
+    ];
+    for (name, path) in [
+        ("jemalloc", "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"),
+        ("mimalloc", "/usr/lib/x86_64-linux-gnu/libmimalloc.so.2"),
+    ] {
+        if Path::new(path).exists() {
+            subjects.push(Subject {
+                name,
+                lib: Some(PathBuf::from(path)),
+            });
+        } else {
+            eprintln!("note: {path} not installed, {name} left out");
+        }
+    }
+    let mut table = String::from(
+        "| program | allocator | wall time (s, median) | peak RSS (MiB, median) |\n| --- | --- | --- | --- |\n",
+    );
+    for w in [&SQLITE, &PYTHON] {
+        if !have(w.program, "--version") {
+            eprintln!("note: `{}` not found, left out", w.program);
+            continue;
+        }
+        // results[subject] = [(wall, rss_kib)]
+        let mut results: Vec<Vec<(f64, u64)>> = vec![Vec::new(); subjects.len()];
+        let mut reference: Option<Vec<Vec<u8>>> = None;
+        for round in 0..runs {
+            for (s, subject) in subjects.iter().enumerate() {
+                let dir = scratch(&format!("bench-{}-{}", w.program, subject.name))?;
+                let mut wall = 0.0;
+                let mut rss = 0u64;
+                let mut outputs = Vec::new();
+                for cmd in (w.commands)(&dir)? {
+                    let stats = dir.join("time.txt");
+                    let mut timed = Command::new(&time);
+                    timed
+                        .args(["-f", "%e %M", "-o"])
+                        .arg(&stats)
+                        .arg(cmd.get_program())
+                        .args(cmd.get_args())
+                        .current_dir(&dir);
+                    for (k, v) in cmd.get_envs() {
+                        match v {
+                            Some(v) => timed.env(k, v),
+                            None => timed.env_remove(k),
+                        };
+                    }
+                    if let Some(lib) = &subject.lib {
+                        timed.env("LD_PRELOAD", lib);
+                    }
+                    let out = run_limited(&mut timed, Duration::from_secs(600))?;
+                    if !out.status.success() {
+                        return Err(format!(
+                            "{} under {} failed: {}",
+                            w.program,
+                            subject.name,
+                            String::from_utf8_lossy(&out.stderr)
+                        ));
+                    }
+                    outputs.push(out.stdout);
+                    let line = std::fs::read_to_string(&stats).map_err(|e| e.to_string())?;
+                    let mut it = line.split_whitespace();
+                    let (Some(e), Some(m)) = (it.next(), it.next()) else {
+                        return Err(format!("cannot parse /usr/bin/time output {line:?}"));
+                    };
+                    wall += e.parse::<f64>().map_err(|e| e.to_string())?;
+                    rss = rss.max(m.parse::<u64>().map_err(|e| e.to_string())?);
+                }
+                match &reference {
+                    None => reference = Some(outputs),
+                    Some(r) if *r != outputs => {
+                        return Err(format!(
+                            "{} printed something else under {} than under glibc",
+                            w.program, subject.name
+                        ));
+                    }
+                    Some(_) => {}
+                }
+                eprintln!(
+                    "{} round {round} {}: {wall:.2} s, {:.1} MiB",
+                    w.program,
+                    subject.name,
+                    rss as f64 / 1024.0
+                );
+                results[s].push((wall, rss));
+            }
+        }
+        for (subject, r) in subjects.iter().zip(&mut results) {
+            let mut walls: Vec<f64> = r.iter().map(|x| x.0).collect();
+            let mut rsss: Vec<u64> = r.iter().map(|x| x.1).collect();
+            walls.sort_by(f64::total_cmp);
+            rsss.sort_unstable();
+            let (wall, rss) = (walls[walls.len() / 2], rsss[rsss.len() / 2]);
+            table += &format!(
+                "| {} | {} | {wall:.2} | {:.1} |\n",
+                w.program,
+                subject.name,
+                rss as f64 / 1024.0
+            );
+        }
+    }
+    println!(
+        "\nwall time and peak RSS, {runs} interleaved runs each, median (sqlite3: the two \
+         commands of the test pass, wall summed, RSS the larger):\n\n{table}"
+    );
+    Ok(())
+}
