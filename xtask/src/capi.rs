@@ -64,13 +64,18 @@ fn target_dir() -> PathBuf {
 }
 
 /// Builds `libbuddy_alloc.{a,so}` and `libbuddy_malloc.so`; returns their directory.
+///
+/// One package per cargo run, as a user would build it: built together, cargo would unify
+/// buddy-std's features and `libbuddy_malloc.so` would carry the `buddy_*` functions too.
 fn build_libs(release: bool) -> Result<PathBuf, String> {
-    let mut c = cargo();
-    c.args(["build", "-p", "buddy-capi", "-p", "buddy-malloc"]);
-    if release {
-        c.arg("--release");
+    for package in ["buddy-capi", "buddy-malloc"] {
+        let mut c = cargo();
+        c.args(["build", "-p", package]);
+        if release {
+            c.arg("--release");
+        }
+        sh(&mut c)?;
     }
-    sh(&mut c)?;
     Ok(target_dir().join(if release { "release" } else { "debug" }))
 }
 

@@ -44,6 +44,19 @@
 //!   thread-local with a destructor, no panic (the paths do not panic, and a panic could not
 //!   unwind out of an `extern "C"` function anyway: it aborts).
 //!
+//! # Limitations
+//!
+//! - The shard a thread allocates from is picked with a thread ordinal kept in a Rust
+//!   `thread_local!` (const-initialised, no destructor, never allocates by itself). In a
+//!   shared library that is dynamic TLS, reached through glibc's `__tls_get_addr`; after a
+//!   program has `dlopen`ed enough libraries with TLS of their own that a thread's TLS
+//!   vector must grow (more than a dozen or so), glibc versions that predate its handling of
+//!   this case may call `malloc` from inside `__tls_get_addr`, which would re-enter this
+//!   library. It has not been seen in the tests; allocators written in C avoid it with the
+//!   `initial-exec` TLS model, which stable Rust cannot select.
+//! - Alignments above 64 MiB get NULL; 64 GiB of address space is reserved on first use
+//!   (halved until the OS agrees, e.g. under `ulimit -v`), as for any `BuddyAlloc`.
+//!
 //! # Diagnostics
 //!
 //! With `BUDDY_MALLOC_STATS=<file>` in the environment, each process appends one line to
