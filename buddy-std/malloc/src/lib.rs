@@ -82,6 +82,7 @@ use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use buddy_std::BuddyAlloc;
+use buddy_std::buddy_mmap::page_size;
 use buddy_std::malloc::{self as c, BuddyStats, CError, Line, MIN_ALIGN};
 
 /// The process heap, and this library's Rust global allocator.
@@ -90,9 +91,6 @@ static HEAP: BuddyAlloc = BuddyAlloc::new();
 
 /// Pointers given to `free`/`realloc`/`malloc_usable_size` that this heap never handed out.
 static BAD_POINTERS: AtomicUsize = AtomicUsize::new(0);
-
-/// The page size, for `valloc` and `pvalloc` (set by the constructor; 4096 before).
-static PAGE: AtomicUsize = AtomicUsize::new(4096);
 
 fn ptr_or_errno(r: Result<NonNull<c_void>, CError>) -> *mut c_void {
     match r {
@@ -197,13 +195,13 @@ pub extern "C" fn memalign(alignment: usize, size: usize) -> *mut c_void {
 /// `valloc(size)`: page-aligned.
 #[unsafe(no_mangle)]
 pub extern "C" fn valloc(size: usize) -> *mut c_void {
-    ptr_or_errno(c::aligned_alloc(&HEAP, PAGE.load(Relaxed), size))
+    ptr_or_errno(c::aligned_alloc(&HEAP, page_size(), size))
 }
 
 /// `pvalloc(size)`: page-aligned, `size` rounded up to whole pages (a page for 0).
 #[unsafe(no_mangle)]
 pub extern "C" fn pvalloc(size: usize) -> *mut c_void {
-    let page = PAGE.load(Relaxed);
+    let page = page_size();
     let Some(size) = size.max(1).checked_next_multiple_of(page) else {
         return ptr_or_errno(Err(CError::OutOfMemory));
     };
@@ -254,20 +252,18 @@ unsafe extern "C" fn fork_child() {
 }
 
 mod libc {
-    use core::ffi::{c_char, c_int, c_long, c_uint};
+    use core::ffi::{c_char, c_int, c_uint};
 
     pub(crate) const O_WRONLY: c_int = 0o1;
     pub(crate) const O_CREAT: c_int = 0o100;
     pub(crate) const O_APPEND: c_int = 0o2000;
     pub(crate) const O_CLOEXEC: c_int = 0o2000000;
-    pub(crate) const SC_PAGESIZE: c_int = 30;
 
     unsafe extern "C" {
         pub(crate) fn getenv(name: *const c_char) -> *const c_char;
         pub(crate) fn open(path: *const c_char, flags: c_int, mode: c_uint) -> c_int;
         pub(crate) fn close(fd: c_int) -> c_int;
         pub(crate) fn getpid() -> c_int;
-        pub(crate) fn sysconf(name: c_int) -> c_long;
     }
 }
 
@@ -288,13 +284,6 @@ static REPORT_PATH: ReportPath = ReportPath(core::cell::UnsafeCell::new([0; 512]
 extern "C" fn init() {
     // On failure (ENOMEM) forks are no safer than under glibc without handlers; nothing to do.
     let _ = c::register_fork_handlers(fork_prepare, fork_parent, fork_child);
-    // SAFETY: `sysconf` has no preconditions.
-    let page = unsafe { libc::sysconf(libc::SC_PAGESIZE) };
-    if let Ok(page) = usize::try_from(page) {
-        if page.is_power_of_two() {
-            PAGE.store(page, Relaxed);
-        }
-    }
     // SAFETY: a NUL-terminated name; the result is NULL or a NUL-terminated string that
     // stays valid at least until the environment is changed, and we copy it now.
     let value = unsafe { libc::getenv(c"BUDDY_MALLOC_STATS".as_ptr()) };
