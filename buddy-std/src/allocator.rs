@@ -54,7 +54,7 @@ use allocator_api2::alloc::{AllocError, Allocator};
 use buddy_core::{BlockState, CheckError, FreeError, Heap, metadata_words};
 use buddy_mmap::{Errno, Os, SystemOs, page_size};
 
-use crate::config::{Config, ConfigError, MAX_SHARDS, Purge};
+use crate::config::{Config, ConfigError, MAX_SHARDS, Purge, ShardBy};
 use crate::stats::{OsStats, Stats};
 use crate::sync::{
     self, AtomicPtr, AtomicU8, AtomicUsize, Lock, LockGuard, Ordering::Acquire, Ordering::Relaxed,
@@ -580,7 +580,7 @@ impl<O: Os> BuddyAlloc<O> {
 
     #[inline]
     fn alloc_arena(&self, layout: Layout) -> Option<NonNull<u8>> {
-        let s = sync::thread_ordinal() % self.config.shard_count();
+        let s = self.current_shard();
         let observed = self.current[s].load(Acquire);
         if let Some(p) = self.try_chunk(observed, layout) {
             return Some(p);
@@ -959,10 +959,17 @@ impl<O: Os> BuddyAlloc<O> {
         }
     }
 
-    /// The shard the calling thread allocates from (`0..shards`): threads take shards
-    /// round-robin, in the order they first allocate.
+    /// The shard the calling thread allocates from (`0..shards`): with
+    /// [`ShardBy::Thread`](crate::ShardBy::Thread) threads take shards round-robin, in the
+    /// order they first allocate; with [`ShardBy::Stack`](crate::ShardBy::Stack) the address
+    /// of the thread's stack picks it.
+    #[inline]
     pub fn current_shard(&self) -> usize {
-        sync::thread_ordinal() % self.config.shard_count()
+        let id = match self.config.shard_selection() {
+            ShardBy::Thread => sync::thread_ordinal(),
+            ShardBy::Stack => sync::stack_ordinal(),
+        };
+        id % self.config.shard_count()
     }
 
     // ----- fork -----

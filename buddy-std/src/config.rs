@@ -30,6 +30,22 @@ pub enum Purge {
     AtLeast(usize),
 }
 
+/// How a thread finds its shard ([`Config::shard_by`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ShardBy {
+    /// Round-robin, in the order threads first allocate: two threads share a shard only when
+    /// there are more threads than shards. The ordinal lives in a thread-local.
+    Thread,
+    /// By the address of the calling thread's stack (threads' stacks are disjoint mappings,
+    /// so threads usually, not always, land on different shards). Touches no thread-local at
+    /// all: for an allocator inside a shared library that *is* `malloc`, where a thread-local
+    /// is dynamic TLS, and glibc's `__tls_get_addr` may itself call `malloc` (when a thread's
+    /// TLS vector grows after the program `dlopen`ed many libraries with TLS), re-entering
+    /// the allocator. `libbuddy_malloc.so` uses it.
+    Stack,
+}
+
 /// The default purge threshold: 256 KiB, the order of magnitude of glibc's `mmap` threshold,
 /// above which glibc also gives memory back at every free.
 pub const DEFAULT_PURGE_THRESHOLD: usize = 256 << 10;
@@ -55,6 +71,7 @@ const DEFAULT_CHUNK: usize = 16 << 20;
 /// | [`exact_fit`](Config::exact_fit) | on | a 96-byte request takes 64 + 32, not 128 |
 /// | [`purge`](Config::purge) | [`Purge::AtLeast`]`(256 KiB)` | when freed memory goes back to the OS |
 /// | [`shards`](Config::shards) | 4 | groups of chunks that threads spread over, so they rarely share a lock |
+/// | [`shard_by`](Config::shard_by) | [`ShardBy::Thread`] | how a thread finds its shard |
 ///
 /// ```
 /// use buddy_std::{BuddyAlloc, Config, Purge};
@@ -84,6 +101,7 @@ pub struct Config {
     exact_fit: bool,
     purge: Purge,
     shards: usize,
+    shard_by: ShardBy,
 }
 
 impl Config {
@@ -96,6 +114,7 @@ impl Config {
             exact_fit: true,
             purge: Purge::AtLeast(DEFAULT_PURGE_THRESHOLD),
             shards: 4,
+            shard_by: ShardBy::Thread,
         }
     }
 
@@ -171,6 +190,19 @@ impl Config {
     /// The purge policy.
     pub const fn purge_policy(&self) -> Purge {
         self.purge
+    }
+
+    /// Sets how a thread finds its shard (default [`ShardBy::Thread`]).
+    pub const fn shard_by(self, by: ShardBy) -> Config {
+        Config {
+            shard_by: by,
+            ..self
+        }
+    }
+
+    /// How a thread finds its shard.
+    pub const fn shard_selection(&self) -> ShardBy {
+        self.shard_by
     }
 
     /// The number of shards.

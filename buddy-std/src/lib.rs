@@ -112,7 +112,9 @@ mod stats;
 mod sync;
 
 pub use allocator::{ArenaError, BuddyAlloc, BuddyArena};
-pub use config::{Config, ConfigError, DEFAULT_PURGE_THRESHOLD, MAX_CHUNKS, MAX_SHARDS, Purge};
+pub use config::{
+    Config, ConfigError, DEFAULT_PURGE_THRESHOLD, MAX_CHUNKS, MAX_SHARDS, Purge, ShardBy,
+};
 pub use stats::{OsStats, Stats, resident_bytes};
 
 pub use allocator_api2;

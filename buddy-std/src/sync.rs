@@ -225,6 +225,21 @@ pub(crate) fn thread_ordinal() -> usize {
         .unwrap_or(0)
 }
 
+/// A number from the address of the calling thread's stack, with no thread-local storage:
+/// threads' stacks are disjoint mappings, so different threads usually get different numbers
+/// (modulo a small shard count), and a thread mostly keeps its number (it may change as the
+/// stack deepens past a 2 MiB boundary, which only moves where it allocates next).
+///
+/// The 2 MiB granule is Rust's default thread stack; the fold (`g ^ g >> 2 ^ …`) keeps the
+/// low bits varied for 8 MiB strides too (glibc's default), which would otherwise all be
+/// equal modulo 4.
+#[inline]
+pub(crate) fn stack_ordinal() -> usize {
+    let marker = 0u8;
+    let g = core::ptr::from_ref(core::hint::black_box(&marker)).addr() >> 21;
+    g ^ (g >> 2) ^ (g >> 4) ^ (g >> 6)
+}
+
 /// A small number that identifies the calling thread (see the non-loom version); under loom
 /// both the counter and the slot are reset for every execution of a model.
 #[cfg(loom)]

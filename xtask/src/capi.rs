@@ -36,6 +36,10 @@ pub fn passes() -> Vec<Pass> {
             run: malloc_c,
         },
         Pass {
+            name: "drop-in malloc never reaches dynamic TLS (__tls_get_addr, watched with gdb)",
+            run: no_dynamic_tls,
+        },
+        Pass {
             name: "LD_PRELOAD python3: threads, a subprocess, 300 MB allocated and freed",
             run: || preload_pass(&PYTHON),
         },
@@ -352,6 +356,57 @@ fn malloc_c_run() -> Result<(), String> {
         return Err(format!("malloc_test printed {out:?}"));
     }
     Ok(())
+}
+
+// ----- no dynamic TLS on malloc's path -----
+
+/// `tls_probe.c` under the preload, with a gdb breakpoint on `__tls_get_addr` set once `main`
+/// is reached: any hit (a backtrace) fails the pass. glibc's `__tls_get_addr` may call
+/// `malloc` itself, so the drop-in malloc must not use dynamic TLS (`ShardBy::Stack`).
+fn no_dynamic_tls() -> Outcome {
+    if let Some(skip) = no_cc() {
+        return skip;
+    }
+    if !have("gdb", "--version") {
+        return Outcome::Skipped("no `gdb` (apt-get install gdb; .ci/run does)".into());
+    }
+    match no_dynamic_tls_run() {
+        Ok(None) => Outcome::Passed,
+        Ok(Some(why)) => Outcome::Skipped(why),
+        Err(e) => Outcome::Failed(e),
+    }
+}
+
+fn no_dynamic_tls_run() -> Result<Option<String>, String> {
+    let libs = build_libs(false)?;
+    let dir = scratch("tls")?;
+    let exe = dir.join("tls_probe");
+    sh(&mut cc(&c_sources().join("tls_probe.c"), &exe))?;
+    let script = dir.join("gdb.cmd");
+    std::fs::write(
+        &script,
+        format!(
+            "set pagination off\nset environment LD_PRELOAD {}\nbreak main\nrun\n\
+             break __tls_get_addr\ncommands\nbt 4\ncontinue\nend\ncontinue\n",
+            libs.join("libbuddy_malloc.so").display()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut gdb = Command::new("gdb");
+    gdb.args(["-q", "-batch", "-x"]).arg(&script).arg(&exe);
+    let out = run_limited(&mut gdb, Duration::from_secs(300))?;
+    let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    eprint!("{text}");
+    if !text.contains("exited normally") {
+        if text.contains("ptrace") {
+            return Ok(Some("gdb cannot trace here (ptrace not permitted)".into()));
+        }
+        return Err("the probe did not run to its end under gdb".into());
+    }
+    if let Some(hit) = text.lines().find(|l| l.starts_with("#1 ")) {
+        return Err(format!("malloc's path reached __tls_get_addr: {hit}"));
+    }
+    Ok(None)
 }
 
 // ----- real programs under LD_PRELOAD -----

@@ -46,14 +46,14 @@
 //!
 //! # Limitations
 //!
-//! - The shard a thread allocates from is picked with a thread ordinal kept in a Rust
-//!   `thread_local!` (const-initialised, no destructor, never allocates by itself). In a
-//!   shared library that is dynamic TLS, reached through glibc's `__tls_get_addr`; after a
-//!   program has `dlopen`ed enough libraries with TLS of their own that a thread's TLS
-//!   vector must grow (more than a dozen or so), glibc versions that predate its handling of
-//!   this case may call `malloc` from inside `__tls_get_addr`, which would re-enter this
-//!   library. It has not been seen in the tests; allocators written in C avoid it with the
-//!   `initial-exec` TLS model, which stable Rust cannot select.
+//! - Threads find their shard by the address of their stack
+//!   ([`ShardBy::Stack`]), not by buddy-std's default round-robin thread ordinal: that
+//!   ordinal is a Rust `thread_local!`, which in a shared library is dynamic TLS, reached
+//!   through glibc's `__tls_get_addr`, and after a program has `dlopen`ed enough libraries
+//!   with TLS of their own that a thread's TLS vector must grow, glibc (2.36 here) may call
+//!   `malloc` from inside `__tls_get_addr`, re-entering this library from its own `malloc`.
+//!   (Allocators written in C avoid it with the `initial-exec` TLS model, which stable Rust
+//!   cannot select.) The cost: two threads may share a shard while others are free.
 //! - Alignments above 64 MiB get NULL; 64 GiB of address space is reserved on first use
 //!   (halved until the OS agrees, e.g. under `ulimit -v`), as for any `BuddyAlloc`.
 //!
@@ -81,13 +81,14 @@ use core::fmt::Write;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-use buddy_std::BuddyAlloc;
 use buddy_std::buddy_mmap::page_size;
 use buddy_std::malloc::{self as c, BuddyStats, CError, Line, MIN_ALIGN};
+use buddy_std::{BuddyAlloc, Config, ShardBy};
 
-/// The process heap, and this library's Rust global allocator.
+/// The process heap, and this library's Rust global allocator. Threads find their shard by
+/// their stack's address, not a thread-local (see the crate docs, Limitations).
 #[global_allocator]
-static HEAP: BuddyAlloc = BuddyAlloc::new();
+static HEAP: BuddyAlloc = BuddyAlloc::with_config(Config::new().shard_by(ShardBy::Stack));
 
 /// Pointers given to `free`/`realloc`/`malloc_usable_size` that this heap never handed out.
 static BAD_POINTERS: AtomicUsize = AtomicUsize::new(0);
