@@ -56,6 +56,15 @@
 //! Any `allocator-api2` collection works the same way (hashbrown's `HashMap::new_in(&arena)`
 //! with its `allocator-api2` feature, for instance); so does `&BuddyAlloc`.
 //!
+//! # From C
+//!
+//! Feature `capi`: the C ABI of `include/buddy_alloc.h` (module `capi`: `buddy_alloc`,
+//! `buddy_free`, …), built into `libbuddy_alloc.a`/`.so` by the `buddy-capi` package in
+//! `buddy-std/capi/`. Feature `malloc`: the C allocation functions' semantics over any
+//! `BuddyAlloc` (module `malloc`), which the `buddy-malloc` package in `buddy-std/malloc/` exports
+//! as `malloc` & co. from `libbuddy_malloc.so`, for `LD_PRELOAD`. Neither feature makes a
+//! Rust program's own `malloc` buddy. See the README's C section.
+//!
 //! # How it works
 //!
 //! - **Chunks.** Memory is reserved as one range of chunks (64 MiB each by default), each a

@@ -8,7 +8,8 @@
 //! Exports the functions glibc's manual lists for replacing `malloc` — `malloc`, `free`,
 //! `calloc`, `realloc`, `posix_memalign`, `aligned_alloc`, `memalign`, `valloc`, `pvalloc`,
 //! `malloc_usable_size` — with the C semantics of [`buddy_std::malloc`], over one `static`
-//! [`BuddyAlloc`] with the default configuration. glibc's own functions that allocate
+//! [`BuddyAlloc`] with the default configuration but for [`ShardBy::Stack`] (see
+//! Limitations). glibc's own functions that allocate
 //! (`strdup`, `reallocarray`, `fopen`, …) call these through the dynamic linker, so the
 //! whole process uses buddy. It is also this library's `#[global_allocator]`: what Rust's
 //! `std` allocates inside the library comes from the same heap, never from glibc's `malloc`.
@@ -25,7 +26,8 @@
 //!   returns NULL with `errno = EINVAL`, `malloc_usable_size` returns 0. glibc aborts the
 //!   process instead; here they are counted (see the report below).
 //! - `memalign` rounds an alignment that is not a power of two up to one, as glibc does;
-//!   `aligned_alloc` refuses it (`EINVAL`), as glibc 2.38 does; `posix_memalign` returns
+//!   `aligned_alloc` refuses it (`EINVAL`: C17 leaves the choice to the implementation);
+//!   `posix_memalign` returns
 //!   `EINVAL` unless it is a power of two and a multiple of `sizeof(void *)` (POSIX).
 //! - Alignments above 64 MiB (the chunk size) get NULL with `ENOMEM`.
 //!
