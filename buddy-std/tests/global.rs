@@ -126,6 +126,50 @@ mod global {
         assert_eq!(results, expected);
     }
 
+    /// A thread panics half-way through its work while others allocate: the panic machinery
+    /// allocates its payload here, the unwinding frees what the thread owned, and the other
+    /// threads never notice. (The counts checked by `main` prove nothing was left behind.)
+    fn a_thread_panicking_among_allocating_ones() {
+        // Silent panics: the default hook would capture a backtrace (`RUST_BACKTRACE`), whose
+        // symbol cache std keeps for the life of the process. Both hooks are allocation-free.
+        std::panic::set_hook(Box::new(|_| {}));
+        let handles: Vec<_> = (0..4u64)
+            .map(|t| {
+                std::thread::spawn(move || {
+                    let mut owned: Vec<String> = Vec::new();
+                    for i in 0..5_000u64 {
+                        owned.push(format!("{t}:{i}"));
+                        if owned.len() > 100 {
+                            owned.remove(0);
+                        }
+                        if t % 2 == 1 && i == 2_500 {
+                            panic!("thread {t} gives up with {} strings", owned.len());
+                        }
+                    }
+                    owned.len()
+                })
+            })
+            .collect();
+        let outcomes: Vec<_> = handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .map_err(|e| e.downcast::<String>().map(|s| s.len()))
+            })
+            .collect();
+        let _ = std::panic::take_hook();
+        assert!(matches!(outcomes[0], Ok(100)));
+        assert!(matches!(outcomes[1], Err(Ok(_))), "a String payload");
+        assert!(matches!(outcomes[2], Ok(100)));
+        assert!(matches!(outcomes[3], Err(Ok(_))));
+        // The allocator still serves every thread.
+        let sums: Vec<u64> = (0..4u64)
+            .map(|t| std::thread::spawn(move || (0..1000).map(|i| i * t).sum()))
+            .map(|h| h.join().unwrap())
+            .collect();
+        assert_eq!(sums, [0, 499_500, 999_000, 1_498_500]);
+    }
+
     pub fn main() {
         // Warm up what std sets up once (stdout, thread bookkeeping), then take the baseline.
         println!("global allocator: BuddyAlloc");
@@ -136,6 +180,7 @@ mod global {
         strings_and_sorting();
         channels_between_threads();
         shared_state_and_large_buffers();
+        a_thread_panicking_among_allocating_ones();
 
         let after = GLOBAL.stats();
         println!("{after}");
