@@ -222,37 +222,64 @@ pub fn usable_size<O: Os>(heap: &BuddyAlloc<O>, ptr: *const c_void) -> Result<us
 /// field (every field a `size_t`, so the layout has no padding to disagree about).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[allow(missing_docs)] // Each field is documented in the header, and is the `Stats` field of its name.
 pub struct BuddyStats {
     /// Free blocks per order: `free_blocks[k]` counts free blocks of `2^k` bytes.
     pub free_blocks: [usize; 64],
+    /// The smallest block's order.
     pub min_order: usize,
+    /// The largest block's order (a chunk's).
     pub max_order: usize,
+    /// Bytes in free blocks.
     pub free_bytes: usize,
+    /// Free blocks waiting in the deferred-coalescing caches (counted as free).
     pub cached_blocks: usize,
+    /// Bytes the heaps manage.
     pub managed_bytes: usize,
+    /// Bytes of metadata (bitmaps), kept outside the managed memory.
     pub metadata_bytes: usize,
+    /// Live allocations, direct mappings included.
     pub live_allocations: usize,
+    /// Bytes handed out to live allocations, direct mappings included.
     pub allocated_bytes: usize,
+    /// Highest `allocated_bytes` of each chunk, summed.
     pub high_water_bytes: usize,
+    /// Bytes requested by all successful allocations so far.
     pub requested_bytes_total: usize,
+    /// Bytes handed out for them (requested plus rounding).
     pub allocated_bytes_total: usize,
+    /// Successful allocations so far (of blocks up to a chunk).
     pub allocations: usize,
+    /// Frees so far (of blocks up to a chunk).
     pub frees: usize,
+    /// Requests refused.
     pub failed_requests: usize,
+    /// Size of the largest free block.
     pub largest_free_block: usize,
+    /// Regions (chunks) in the heaps.
     pub regions: usize,
+    /// The memory limit.
     pub limit_bytes: usize,
+    /// The chunk size.
     pub chunk_bytes: usize,
+    /// Chunks in use.
     pub chunks: usize,
+    /// Chunks the reserved range can hold.
     pub chunk_capacity: usize,
+    /// Virtual memory reserved.
     pub reserved_bytes: usize,
+    /// Bytes counted against the limit.
     pub committed_bytes: usize,
+    /// Live allocations larger than a chunk, each a mapping of its own.
     pub direct_allocations: usize,
+    /// Bytes of those mappings.
     pub direct_bytes: usize,
+    /// `madvise` calls that gave freed memory back.
     pub purges: usize,
+    /// Bytes given back that way.
     pub purged_bytes: usize,
+    /// Purges the OS refused.
     pub purge_failures: usize,
+    /// `mmap` calls the OS refused.
     pub map_failures: usize,
 }
 

@@ -735,7 +735,8 @@ struct Subject {
 /// `cargo xtask bench --preload [--runs N]`: one real program's wall time and peak RSS under
 /// glibc's malloc, buddy (release `libbuddy_malloc.so`), and jemalloc and mimalloc where
 /// Debian's packages are installed (`libjemalloc2`, `libmimalloc2.0`), measured side by side
-/// (runs interleaved, median of each) with `/usr/bin/time -f "%e %M"`. The program is
+/// (runs interleaved, median of each) with `/usr/bin/time -f "%e %U %S %M"`: wall time, and
+/// CPU time (user + system), which other load on a shared machine disturbs less. The program is
 /// `sqlite3` building and querying the database of the `sqlite3` test pass, then `python3`
 /// running the python pass's script; every run's output is checked against glibc's.
 pub fn bench(args: &[String]) -> Result<(), String> {
@@ -748,7 +749,10 @@ pub fn bench(args: &[String]) -> Result<(), String> {
                 .map_err(|_| format!("--runs wants a number, not {n}"))
         })
         .transpose()?
-        .unwrap_or(5);
+        .unwrap_or(7);
+    if runs == 0 {
+        return Err("--runs wants at least 1".into());
+    }
     let time = PathBuf::from("/usr/bin/time");
     if !time.exists() {
         return Err("/usr/bin/time is needed for peak RSS (apt-get install time)".into());
@@ -778,27 +782,27 @@ pub fn bench(args: &[String]) -> Result<(), String> {
         }
     }
     let mut table = String::from(
-        "| program | allocator | wall time (s, median) | peak RSS (MiB, median) |\n| --- | --- | --- | --- |\n",
+        "| program | allocator | wall time (s) | CPU time (s) | peak RSS (MiB) |\n| --- | --- | --- | --- | --- |\n",
     );
     for w in [&SQLITE, &PYTHON] {
         if !have(w.program, "--version") {
             eprintln!("note: `{}` not found, left out", w.program);
             continue;
         }
-        // results[subject] = [(wall, rss_kib)]
-        let mut results: Vec<Vec<(f64, u64)>> = vec![Vec::new(); subjects.len()];
+        // results[subject] = [(wall, cpu, rss_kib)]
+        let mut results: Vec<Vec<(f64, f64, u64)>> = vec![Vec::new(); subjects.len()];
         let mut reference: Option<Vec<Vec<u8>>> = None;
         for round in 0..runs {
             for (s, subject) in subjects.iter().enumerate() {
                 let dir = scratch(&format!("bench-{}-{}", w.program, subject.name))?;
-                let mut wall = 0.0;
+                let (mut wall, mut cpu) = (0.0, 0.0);
                 let mut rss = 0u64;
                 let mut outputs = Vec::new();
                 for cmd in (w.commands)(&dir)? {
                     let stats = dir.join("time.txt");
                     let mut timed = Command::new(&time);
                     timed
-                        .args(["-f", "%e %M", "-o"])
+                        .args(["-f", "%e %U %S %M", "-o"])
                         .arg(&stats)
                         .arg(cmd.get_program())
                         .args(cmd.get_args())
@@ -823,11 +827,13 @@ pub fn bench(args: &[String]) -> Result<(), String> {
                     }
                     outputs.push(out.stdout);
                     let line = std::fs::read_to_string(&stats).map_err(|e| e.to_string())?;
-                    let mut it = line.split_whitespace();
-                    let (Some(e), Some(m)) = (it.next(), it.next()) else {
+                    let f: Vec<&str> = line.split_whitespace().collect();
+                    let [e, u, s, m] = f[..] else {
                         return Err(format!("cannot parse /usr/bin/time output {line:?}"));
                     };
-                    wall += e.parse::<f64>().map_err(|e| e.to_string())?;
+                    let secs = |x: &str| x.parse::<f64>().map_err(|e| e.to_string());
+                    wall += secs(e)?;
+                    cpu += secs(u)? + secs(s)?;
                     rss = rss.max(m.parse::<u64>().map_err(|e| e.to_string())?);
                 }
                 match &reference {
@@ -841,31 +847,33 @@ pub fn bench(args: &[String]) -> Result<(), String> {
                     Some(_) => {}
                 }
                 eprintln!(
-                    "{} round {round} {}: {wall:.2} s, {:.1} MiB",
+                    "{} round {round} {}: {wall:.2} s wall, {cpu:.2} s CPU, {:.1} MiB",
                     w.program,
                     subject.name,
                     rss as f64 / 1024.0
                 );
-                results[s].push((wall, rss));
+                results[s].push((wall, cpu, rss));
             }
         }
         for (subject, r) in subjects.iter().zip(&mut results) {
-            let mut walls: Vec<f64> = r.iter().map(|x| x.0).collect();
-            let mut rsss: Vec<u64> = r.iter().map(|x| x.1).collect();
-            walls.sort_by(f64::total_cmp);
-            rsss.sort_unstable();
-            let (wall, rss) = (walls[walls.len() / 2], rsss[rsss.len() / 2]);
+            let median = |mut v: Vec<f64>| {
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            };
+            let wall = median(r.iter().map(|x| x.0).collect());
+            let cpu = median(r.iter().map(|x| x.1).collect());
+            let rss = median(r.iter().map(|x| x.2 as f64).collect());
             table += &format!(
-                "| {} | {} | {wall:.2} | {:.1} |\n",
+                "| {} | {} | {wall:.2} | {cpu:.2} | {:.1} |\n",
                 w.program,
                 subject.name,
-                rss as f64 / 1024.0
+                rss / 1024.0
             );
         }
     }
     println!(
-        "\nwall time and peak RSS, {runs} interleaved runs each, median (sqlite3: the two \
-         commands of the test pass, wall summed, RSS the larger):\n\n{table}"
+        "\nwall time, CPU time and peak RSS, medians of {runs} interleaved runs (sqlite3: the \
+         two commands of the test pass, times summed, RSS the larger):\n\n{table}"
     );
     Ok(())
 }
