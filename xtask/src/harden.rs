@@ -1,11 +1,21 @@
-//! Hardening passes of `cargo xtask test`: checks by tools nobody here wrote (Miri, …).
+//! Hardening passes of `cargo xtask test`: checks by tools nobody here wrote — Miri, cargo
+//! fuzz, AddressSanitizer, valgrind — and the firmware size.
 //!
-//! Each pass says `skipped` with the reason when its tool cannot run on this machine; `.ci/run`
-//! installs the tools, so on CI they run.
+//! Each tool has passes of its own, so the summary reads tool by tool. A pass says `skipped`
+//! with the reason when its tool cannot run on this machine; `.ci/run` installs the tools, so
+//! on CI they run. Each pass prints how long it took; all of them together take about
+//! a quarter of an hour on 2 cores.
+//!
+//! The arena is one big mapping to AddressSanitizer and valgrind; buddy-std's `asan` and
+//! `memcheck` features tell them which blocks are live. The `misuse` passes prove it: a use
+//! after free and an overflow into a free block (`buddy-std/examples/misuse.rs`) must be
+//! reported, and correct use must not be.
 
 use crate::test::{Outcome, Pass};
-use crate::util::{describe, project_root};
-use std::process::Command;
+use crate::util::{cargo, describe, have, project_root};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Instant;
 
 /// The hardening passes, in order.
 pub fn passes() -> Vec<Pass> {
@@ -15,8 +25,32 @@ pub fn passes() -> Vec<Pass> {
             run: miri_core,
         },
         Pass {
+            name: "miri: buddy-mmap tests, strict provenance (system calls stubbed under Miri)",
+            run: miri_mmap,
+        },
+        Pass {
             name: "fuzz: buddy-core op sequences vs shadow model, 60 s (cargo fuzz)",
             run: || crate::fuzz::fuzz(60),
+        },
+        Pass {
+            name: "firmware size: .text of a minimal buddy-core heap on thumbv7em-none-eabihf",
+            run: firmware_size,
+        },
+        Pass {
+            name: "asan: buddy-core, buddy-mmap, buddy-std tests under AddressSanitizer (buddy-std's asan feature on)",
+            run: asan_tests,
+        },
+        Pass {
+            name: "asan: a user's use after free and overflow into a free block are reported (feature asan)",
+            run: asan_misuse,
+        },
+        Pass {
+            name: "valgrind: memcheck over the buddy-core, buddy-mmap, buddy-std test binaries",
+            run: valgrind_tests,
+        },
+        Pass {
+            name: "valgrind: a user's use after free and overflow into a free block are reported (feature memcheck)",
+            run: valgrind_misuse,
         },
     ]
 }
@@ -58,4 +92,465 @@ fn miri_core() -> Outcome {
     let mut c = nightly(&["miri", "test", "-p", "buddy-core"]);
     c.env("MIRIFLAGS", "-Zmiri-strict-provenance -Zmiri-ignore-leaks");
     status(&mut c)
+}
+
+fn outcome(r: Result<(), String>) -> Outcome {
+    match r {
+        Ok(()) => Outcome::Passed,
+        Err(e) => Outcome::Failed(e),
+    }
+}
+
+/// Prints how long a pass took, and passes its outcome on.
+fn timed(start: Instant, outcome: Outcome) -> Outcome {
+    eprintln!("(took {:.0?})", start.elapsed());
+    outcome
+}
+
+fn no_nightly() -> Option<Outcome> {
+    (!works(nightly(&["--version"]))).then(|| {
+        Outcome::Skipped("no nightly toolchain (`rustup toolchain install nightly`)".into())
+    })
+}
+
+// ----- Miri -----
+
+fn miri_mmap() -> Outcome {
+    if !works(nightly(&["miri", "--version"])) {
+        return Outcome::Skipped(
+            "no nightly Miri (`rustup component add --toolchain nightly miri rust-src`; .ci/run does)".into(),
+        );
+    }
+    let start = Instant::now();
+    // Under Miri `SystemOs` takes memory from the system allocator and `purge` writes zeros
+    // (see buddy-mmap's `os.rs`); the /proc tests are left out (`cfg(not(miri))`).
+    let mut c = nightly(&["miri", "test", "-p", "buddy-mmap"]);
+    c.env("MIRIFLAGS", "-Zmiri-strict-provenance");
+    timed(start, status(&mut c))
+}
+
+// ----- firmware size -----
+
+/// The firmware-style program (`buddy-core/firmware`, a workspace of its own).
+const FIRMWARE_TARGET: &str = "thumbv7em-none-eabihf";
+
+fn firmware_size() -> Outcome {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    if !installed.lines().any(|t| t.trim() == FIRMWARE_TARGET) {
+        return Outcome::Skipped(format!(
+            "target {FIRMWARE_TARGET} not installed (`rustup target add {FIRMWARE_TARGET}`; .ci/run does)"
+        ));
+    }
+    let start = Instant::now();
+    let root = project_root();
+    let target_dir = root.join("target").join("firmware");
+    let mut c = cargo();
+    c.env("CARGO_TARGET_DIR", &target_dir).args([
+        "build",
+        "--release",
+        "--manifest-path",
+        "buddy-core/firmware/Cargo.toml",
+        "--target",
+        FIRMWARE_TARGET,
+    ]);
+    if let Outcome::Failed(e) = status(&mut c) {
+        return timed(start, Outcome::Failed(e));
+    }
+    let elf = target_dir
+        .join(FIRMWARE_TARGET)
+        .join("release")
+        .join("firmware");
+    let sections = match std::fs::read(&elf)
+        .map_err(|e| format!("cannot read {}: {e}", elf.display()))
+        .and_then(|bytes| elf_sections(&bytes))
+    {
+        Ok(s) => s,
+        Err(e) => return timed(start, Outcome::Failed(e)),
+    };
+    let size = |name: &str| {
+        sections
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, s)| s)
+            .sum::<u64>()
+    };
+    let text = size(".text");
+    eprintln!(
+        "firmware ({FIRMWARE_TARGET}, opt-level \"s\", LTO): .text {text} bytes, .rodata {} bytes, \
+         .data {} bytes (the Heap's initial image, copied to RAM), .bss {} bytes (the 16 KiB arena)",
+        size(".rodata"),
+        size(".data"),
+        size(".bss"),
+    );
+    if text == 0 {
+        return timed(start, Outcome::Failed("the firmware has no .text".into()));
+    }
+    timed(start, Outcome::Passed)
+}
+
+/// The name and size of every section of an ELF file (32- or 64-bit, little-endian), from its
+/// section headers.
+fn elf_sections(bytes: &[u8]) -> Result<Vec<(String, u64)>, String> {
+    let read = |at: usize, n: usize| -> Result<u64, String> {
+        let b = bytes
+            .get(at..at + n)
+            .ok_or_else(|| format!("ELF file truncated at byte {at}"))?;
+        Ok(b.iter().rev().fold(0, |acc, &x| acc << 8 | u64::from(x)))
+    };
+    if bytes.get(..4) != Some(b"\x7fELF".as_slice()) || bytes.get(5) != Some(&1) {
+        return Err("not a little-endian ELF file".into());
+    }
+    let wide = match bytes.get(4) {
+        Some(1) => false,
+        Some(2) => true,
+        _ => return Err("unknown ELF class".into()),
+    };
+    // (e_shoff, e_shentsize, e_shnum, e_shstrndx) and, in a section header, (sh_offset,
+    // sh_size), as offsets and widths.
+    let (shoff, shentsize, shnum, shstrndx) = if wide {
+        (
+            read(0x28, 8)?,
+            read(0x3A, 2)?,
+            read(0x3C, 2)?,
+            read(0x3E, 2)?,
+        )
+    } else {
+        (
+            read(0x20, 4)?,
+            read(0x2E, 2)?,
+            read(0x30, 2)?,
+            read(0x32, 2)?,
+        )
+    };
+    let (off_at, size_at, w) = if wide {
+        (0x18, 0x20, 8)
+    } else {
+        (0x10, 0x14, 4)
+    };
+    let header = |i: u64| (shoff + i * shentsize) as usize;
+    let strtab = read(header(shstrndx) + off_at, w)? as usize;
+    let mut out = Vec::new();
+    for i in 0..shnum {
+        let h = header(i);
+        let name_at = strtab + read(h, 4)? as usize;
+        let name = bytes
+            .get(name_at..)
+            .and_then(|rest| rest.split(|&b| b == 0).next())
+            .ok_or("section name out of the file")?;
+        out.push((
+            String::from_utf8_lossy(name).into_owned(),
+            read(h + size_at, w)?,
+        ));
+    }
+    Ok(out)
+}
+
+// ----- AddressSanitizer -----
+
+/// The host target, named explicitly so that `-Zsanitizer` applies to the tests only, not
+/// to build scripts and proc macros.
+const HOST: &str = "x86_64-unknown-linux-gnu";
+
+/// `cargo +nightly <args>` with AddressSanitizer, in `target/asan`.
+fn asan_cargo(args: &[&str]) -> Command {
+    let mut c = nightly(args);
+    c.env("RUSTFLAGS", "-Zsanitizer=address")
+        .env(
+            "CARGO_TARGET_DIR",
+            project_root().join("target").join("asan"),
+        )
+        .args(["--target", HOST]);
+    c
+}
+
+fn asan_available() -> Result<(), Outcome> {
+    if let Some(skip) = no_nightly() {
+        return Err(skip);
+    }
+    if !cfg!(all(target_arch = "x86_64", target_os = "linux")) {
+        return Err(Outcome::Skipped(
+            "AddressSanitizer passes run on x86_64 Linux only".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn asan_tests() -> Outcome {
+    if let Err(skip) = asan_available() {
+        return skip;
+    }
+    let start = Instant::now();
+    // Unit and integration tests (doctests are built without the flags). buddy-std's `asan`
+    // feature poisons free blocks, so its own tests also check that the poisoning never
+    // hits a live block (a race between two threads' marks would).
+    let mut c = asan_cargo(&[
+        "test",
+        "-p",
+        "buddy-core",
+        "-p",
+        "buddy-mmap",
+        "-p",
+        "buddy-std",
+        "--features",
+        "buddy-std/asan",
+        "--lib",
+        "--tests",
+    ]);
+    // Tests leak their regions on purpose ('static memory, as firmware has it); fewer
+    // property-test cases under the sanitizer's slowdown.
+    c.env("ASAN_OPTIONS", "detect_leaks=0")
+        .env("PROPTEST_CASES", "64");
+    timed(start, status(&mut c))
+}
+
+/// What a run of the misuse example must end with.
+struct Verdict {
+    /// The mode (`buddy-std/examples/misuse.rs`).
+    mode: &'static str,
+    /// Whether the tool must report an error.
+    error: bool,
+    /// Text the tool's report must contain when it does.
+    report: &'static str,
+}
+
+/// Runs `run(mode)` for each verdict and checks it; `Err` says what went wrong.
+fn check_misuse(verdicts: &[Verdict], run: impl Fn(&str) -> Command) -> Result<(), String> {
+    for v in verdicts {
+        let mut c = run(v.mode);
+        eprintln!("$ {}", describe(&c));
+        let Output { status, stderr, .. } = c
+            .output()
+            .map_err(|e| format!("cannot start {}: {e}", describe(&c)))?;
+        let stderr = String::from_utf8_lossy(&stderr);
+        let found = stderr.lines().find(|l| l.contains(v.report));
+        match (v.error, status.success(), found) {
+            (false, true, _) => eprintln!("  {}: no error reported, as expected", v.mode),
+            (true, false, Some(line)) => {
+                eprintln!("  {}: reported, as expected: {}", v.mode, line.trim())
+            }
+            (false, _, _) => {
+                return Err(format!(
+                    "misuse {}: correct use reported ({status}):\n{stderr}",
+                    v.mode
+                ));
+            }
+            (true, _, _) => {
+                return Err(format!(
+                    "misuse {}: the bug was not reported as `{}` ({status}):\n{stderr}",
+                    v.mode, v.report
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn asan_misuse() -> Outcome {
+    if let Err(skip) = asan_available() {
+        return skip;
+    }
+    let start = Instant::now();
+    let mut build = asan_cargo(&[
+        "build",
+        "-p",
+        "buddy-std",
+        "--example",
+        "misuse",
+        "--features",
+        "asan",
+    ]);
+    if let Outcome::Failed(e) = status(&mut build) {
+        return timed(start, Outcome::Failed(e));
+    }
+    let exe = project_root()
+        .join("target/asan")
+        .join(HOST)
+        .join("debug/examples/misuse");
+    let verdicts = [
+        Verdict {
+            mode: "clean",
+            error: false,
+            report: "",
+        },
+        Verdict {
+            mode: "use-after-free",
+            error: true,
+            report: "ERROR: AddressSanitizer: use-after-poison",
+        },
+        Verdict {
+            mode: "overflow",
+            error: true,
+            report: "ERROR: AddressSanitizer: use-after-poison",
+        },
+    ];
+    let r = check_misuse(&verdicts, |mode| {
+        let mut c = Command::new(&exe);
+        c.arg(mode);
+        c
+    });
+    timed(start, outcome(r))
+}
+
+// ----- valgrind -----
+
+/// `valgrind` as every pass runs it: memcheck, an error (definite leaks included) makes the
+/// run exit with 1.
+fn valgrind(exe: &Path) -> Command {
+    let mut c = Command::new("valgrind");
+    c.args([
+        "--error-exitcode=1",
+        "--leak-check=full",
+        "--errors-for-leak-kinds=definite",
+        "-q",
+    ])
+    .arg(exe);
+    c
+}
+
+fn valgrind_available() -> Result<(), Outcome> {
+    if !have("valgrind", "--version") {
+        return Err(Outcome::Skipped(
+            "valgrind not installed (`apt-get install valgrind`; .ci/run does)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Test binaries left out under valgrind, with the reason.
+const NOT_UNDER_VALGRIND: [(&str, &str); 1] = [(
+    "rss",
+    "measures the process's resident set, which valgrind's own memory swamps",
+)];
+
+fn valgrind_tests() -> Outcome {
+    if let Err(skip) = valgrind_available() {
+        return skip;
+    }
+    let start = Instant::now();
+    let exes = match test_executables() {
+        Ok(e) => e,
+        Err(e) => return timed(start, Outcome::Failed(e)),
+    };
+    let mut failed = Vec::new();
+    for exe in &exes {
+        let name = exe
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let stem = name
+            .rsplit_once('-')
+            .map_or(name.as_str(), |(stem, _)| stem);
+        if let Some((_, why)) = NOT_UNDER_VALGRIND.iter().find(|(n, _)| *n == stem) {
+            eprintln!("  {name}: left out ({why})");
+            continue;
+        }
+        let t = Instant::now();
+        let mut c = valgrind(exe);
+        // Fewer property-test cases under valgrind's slowdown (about 30x).
+        c.env("PROPTEST_CASES", "16");
+        if let Outcome::Failed(e) = status(&mut c) {
+            failed.push(e);
+        }
+        eprintln!("  {name}: {:.0?}", t.elapsed());
+    }
+    if exes.is_empty() {
+        return timed(start, Outcome::Failed("no test binaries found".into()));
+    }
+    timed(
+        start,
+        if failed.is_empty() {
+            Outcome::Passed
+        } else {
+            Outcome::Failed(failed.join("; "))
+        },
+    )
+}
+
+/// Builds the unit and integration tests of buddy-core, buddy-mmap and buddy-std (as the
+/// workspace pass does) and returns their executables, from cargo's JSON messages.
+fn test_executables() -> Result<Vec<PathBuf>, String> {
+    let mut c = cargo();
+    c.args([
+        "test",
+        "--no-run",
+        "--message-format=json",
+        "-p",
+        "buddy-core",
+        "-p",
+        "buddy-mmap",
+        "-p",
+        "buddy-std",
+        "--lib",
+        "--tests",
+    ]);
+    eprintln!("$ {}", describe(&c));
+    let out = c
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot start {}: {e}", describe(&c)))?;
+    if !out.status.success() {
+        return Err(format!("{} failed: {}", describe(&c), out.status));
+    }
+    // One JSON object per line; test artifacts carry `"test":true` in their profile and the
+    // path of the executable.
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut exes: Vec<PathBuf> = text
+        .lines()
+        .filter(|l| l.contains(r#""reason":"compiler-artifact""#) && l.contains(r#""test":true"#))
+        .filter_map(|l| {
+            let rest = &l[l.find(r#""executable":""#)? + r#""executable":""#.len()..];
+            Some(PathBuf::from(&rest[..rest.find('"')?]))
+        })
+        .collect();
+    exes.sort();
+    exes.dedup();
+    Ok(exes)
+}
+
+fn valgrind_misuse() -> Outcome {
+    if let Err(skip) = valgrind_available() {
+        return skip;
+    }
+    let start = Instant::now();
+    let mut build = cargo();
+    build.args([
+        "build",
+        "-p",
+        "buddy-std",
+        "--example",
+        "misuse",
+        "--features",
+        "memcheck",
+    ]);
+    if let Outcome::Failed(e) = status(&mut build) {
+        return timed(start, Outcome::Failed(e));
+    }
+    let exe = project_root().join("target/debug/examples/misuse");
+    let verdicts = [
+        Verdict {
+            mode: "clean",
+            error: false,
+            report: "",
+        },
+        Verdict {
+            mode: "use-after-free",
+            error: true,
+            report: "Invalid read",
+        },
+        Verdict {
+            mode: "overflow",
+            error: true,
+            report: "Invalid write",
+        },
+    ];
+    let r = check_misuse(&verdicts, |mode| {
+        let mut c = valgrind(&exe);
+        c.arg(mode);
+        c
+    });
+    timed(start, outcome(r))
 }
