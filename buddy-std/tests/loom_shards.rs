@@ -55,17 +55,20 @@ fn threads_of_different_shards_grow_and_use_their_own_chunks() {
         let (mine, my_shard) = u.join().unwrap();
         assert_ne!(my_shard, their_shard);
         assert!(mine != 0 && theirs != 0);
-        // Two chunks, one per shard, each holding its thread's block.
-        assert_eq!(a.stats().os.chunks, 2);
-        for i in 0..2 {
-            let (owner, s) = a.chunk_stats(i).unwrap();
-            assert!(owner < 2);
-            assert_eq!(s.live_allocations, 1);
-        }
-        assert_ne!(a.chunk_stats(0).unwrap().0, a.chunk_stats(1).unwrap().0);
-        assert_ne!(mine >> 12, theirs >> 12, "blocks in different 4 KiB chunks");
-        give(&a, mine, 64);
-        give(&a, theirs, 64);
-        all_back(&a);
+        // The checks walk whole heaps: on a thread with a big stack (the model's own has 32 KiB).
+        common::on_thread(move || {
+            // Two chunks, one per shard, each holding its thread's block.
+            assert_eq!(a.stats().os.chunks, 2);
+            for i in 0..2 {
+                let (owner, s) = a.chunk_stats(i).unwrap();
+                assert!(owner < 2);
+                assert_eq!(s.live_allocations, 1);
+            }
+            assert_ne!(a.chunk_stats(0).unwrap().0, a.chunk_stats(1).unwrap().0);
+            assert_ne!(mine >> 12, theirs >> 12, "blocks in different 4 KiB chunks");
+            give(&a, mine, 64);
+            give(&a, theirs, 64);
+            all_back(&a);
+        });
     });
 }
