@@ -861,7 +861,7 @@ impl<O: Os> BuddyAlloc<O> {
     /// // SAFETY: a valid layout.
     /// let p = std::ptr::NonNull::new(unsafe { a.alloc(Layout::new::<[u8; 100]>()) }).unwrap();
     /// // SAFETY: p is live and nobody uses it any more.
-    /// assert_eq!(unsafe { a.free(p) }, Ok(112)); // 100 bytes rounded up to 16-byte blocks
+    /// assert_eq!(unsafe { a.free(p) }, Ok(128)); // one 128-byte block (exact fit starts above 4 KiB)
     /// // SAFETY: a wrong pointer is detected (this is what is shown).
     /// assert_eq!(unsafe { a.free(p) }, Err(FreeError::DoubleFree));
     /// ```
