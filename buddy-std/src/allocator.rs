@@ -1221,7 +1221,10 @@ impl<O: Os> Drop for BuddyAlloc<O> {
             NonNull::new(self.arena.load(Relaxed)),
             NonNull::new(self.dir.load(Relaxed)),
         ) {
-            tools::arena_released(arena.as_ptr());
+            tools::arena_released(
+                arena.as_ptr(),
+                self.active.load(Acquire) << self.geo.chunk_shift,
+            );
             // SAFETY: the arena and the directory were mapped by `reserve` with exactly these
             // arguments; no block, header or metadata slice is used any more.
             unsafe {

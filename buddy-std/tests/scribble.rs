@@ -15,7 +15,7 @@ const MIB: usize = 1 << 20;
 
 /// Steps per worker thread. Kept small enough for valgrind (`cargo xtask test` runs the test
 /// binaries under it too).
-const STEPS: usize = 3000;
+const STEPS: usize = 2000;
 
 #[test]
 fn scribbling_writes_every_free_byte_and_no_live_one() {

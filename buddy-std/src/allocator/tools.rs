@@ -130,13 +130,16 @@ pub(super) fn arena_reserved(pool: *const u8) {
     valgrind::request(valgrind::CREATE_MEMPOOL, pool.addr(), 0, 0, 0);
 }
 
-/// The allocator is going away: every block of the pool is forgotten (no leak reports for
-/// blocks of a dropped allocator).
+/// The allocator is about to unmap its arena, whose first `used` bytes are chunks: every
+/// block of the pool is forgotten (no leak reports for blocks of a dropped allocator), and
+/// the chunks are unpoisoned. ASan does not see the `munmap` (rustix makes the system call
+/// itself), so without this the next mapping at those addresses would start out poisoned.
 #[inline(always)]
 #[allow(unused_variables)]
-pub(super) fn arena_released(pool: *const u8) {
+pub(super) fn arena_released(pool: *const u8, used: usize) {
     #[cfg(feature = "memcheck")]
     valgrind::request(valgrind::DESTROY_MEMPOOL, pool.addr(), 0, 0, 0);
+    unpoison(pool, used);
 }
 
 /// A chunk of `len` bytes at `start` was set up: all of it is free, so none of it may be
