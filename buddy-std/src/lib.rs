@@ -100,6 +100,17 @@
 //! and free on the same and on different shards, cross-thread free, growth racing with
 //! allocation, and the statistics. The `sync` module is the only place that names a
 //! synchronisation primitive, so the models check the real code.
+//!
+//! `tests/faults.rs` injects faults through [`buddy_mmap::FaultyOs`] (maps and purges refused,
+//! the limit reached by racing threads, a thread panicking between allocations);
+//! `tests/scribble.rs` overwrites all free memory ([`BuddyAlloc::scribble_free`]) while threads
+//! allocate. Both end with every live block intact and the whole limit allocatable again.
+//!
+//! Features `memcheck` and `asan` tell valgrind (client requests: each allocator a memory
+//! pool) and AddressSanitizer (free memory poisoned; build with `-Zsanitizer=address`) which
+//! blocks are live, so that a program's use after free or overflow into a free block is
+//! reported as it would be with `malloc`: to the tools, the arena is otherwise one big
+//! mapping where every access is valid. `examples/misuse.rs` shows it.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
