@@ -22,14 +22,7 @@ pub fn cargo() -> Command {
 /// Runs `cmd`, echoing it; `Ok` iff it exits with success.
 pub fn run(cmd: &mut Command) -> Result<(), String> {
     eprintln!("$ {}", describe(cmd));
-    let status = cmd
-        .status()
-        .map_err(|e| format!("cannot start {}: {e}", describe(cmd)))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{} failed: {status}", describe(cmd)))
-    }
+    run_quiet(cmd)
 }
 
 /// Runs `cmd` without echoing it (for the demo, whose output is the point).
