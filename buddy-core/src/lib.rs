@@ -42,8 +42,9 @@
 //! blocks; a word whose bit `k` says "order `k` has a free block" gives the smallest fitting
 //! order in one instruction. Freed small blocks wait in a small per-order cache before they
 //! are merged (deferred coalescing, like Linux's per-CPU page lists); a request never fails
-//! while cached blocks could serve it. Requests that are not a power of two take an exact-fit
-//! run of blocks (96 = 64 + 32) and give the tail back at once.
+//! while cached blocks could serve it. Requests above 4 KiB (configurable) that are not a power
+//! of two take an exact-fit run of blocks (5000 = 4096 + 512 + 256 + 128 + 16) and give the
+//! tail back at once.
 //!
 //! # Features
 //!

@@ -59,8 +59,6 @@ pub(crate) struct Level {
     /// Above the minimum order the two are interleaved word by word (`free_off + 1`), so that
     /// a block's two bits share a cache line.
     split_off: usize,
-    /// Distance between consecutive level-0 words: 2 when interleaved, else 1.
-    stride: usize,
     /// Absolute block number (`addr >> k`) of bit 0.
     first: usize,
     /// Number of blocks covered.
@@ -68,12 +66,19 @@ pub(crate) struct Level {
 }
 
 impl Level {
+    /// Distance between consecutive level-0 words: 2 when interleaved (above the minimum
+    /// order), else 1.
+    #[inline]
+    fn stride(&self) -> usize {
+        if self.split_off == NO_MASK { 1 } else { 2 }
+    }
+
     /// The summarised free bitmap, masked by the split bitmap.
     #[inline]
     fn free(&self) -> bitmap::Summarised {
         bitmap::Summarised {
             off: self.free_off,
-            stride: self.stride,
+            stride: self.stride(),
             n: self.n,
             mask: self.split_off,
         }
@@ -109,7 +114,6 @@ impl Plan {
             levels[(k - min) as usize] = Level {
                 free_off,
                 split_off,
-                stride,
                 first,
                 n,
             };
@@ -215,7 +219,7 @@ impl Tree {
     #[inline]
     fn f(&self, a: usize, k: u32) -> bool {
         let l = self.level(k);
-        bitmap::test(self.meta, l.free_off, l.stride, self.idx(a, k))
+        bitmap::test(self.meta, l.free_off, l.stride(), self.idx(a, k))
     }
 
     /// Raw split bit (always clear at the minimum order).
@@ -223,7 +227,7 @@ impl Tree {
     fn s(&self, a: usize, k: u32) -> bool {
         k > self.min && {
             let l = self.level(k);
-            bitmap::test(self.meta, l.split_off, l.stride, self.idx(a, k))
+            bitmap::test(self.meta, l.split_off, l.stride(), self.idx(a, k))
         }
     }
 
@@ -233,8 +237,8 @@ impl Tree {
         match self.index(a, k) {
             Some(i) => {
                 let l = self.level(k);
-                bitmap::test(self.meta, l.free_off, l.stride, i)
-                    && !(k > self.min && bitmap::test(self.meta, l.split_off, l.stride, i))
+                bitmap::test(self.meta, l.free_off, l.stride(), i)
+                    && !(k > self.min && bitmap::test(self.meta, l.split_off, l.stride(), i))
             }
             None => false,
         }
@@ -272,7 +276,7 @@ impl Tree {
     fn set_split(&mut self, a: usize, k: u32) {
         let i = self.idx(a, k);
         let l = self.level(k);
-        let (off, stride) = (l.split_off, l.stride);
+        let (off, stride) = (l.split_off, l.stride());
         bitmap::set_raw(self.meta, off, stride, i);
     }
 
@@ -280,7 +284,7 @@ impl Tree {
     fn clear_split(&mut self, a: usize, k: u32) {
         let i = self.idx(a, k);
         let l = self.level(k);
-        let (off, stride) = (l.split_off, l.stride);
+        let (off, stride) = (l.split_off, l.stride());
         bitmap::clear_raw(self.meta, off, stride, i);
     }
 
@@ -290,16 +294,16 @@ impl Tree {
     fn set_cont(&mut self, a: usize, k: u32) {
         let i = self.idx(a, k);
         let l = *self.level(k);
-        bitmap::set_raw(self.meta, l.split_off, l.stride, i);
-        bitmap::set_raw(self.meta, l.free_off, l.stride, i);
+        bitmap::set_raw(self.meta, l.split_off, l.stride(), i);
+        bitmap::set_raw(self.meta, l.free_off, l.stride(), i);
     }
 
     #[inline]
     fn clear_cont(&mut self, a: usize, k: u32) {
         let i = self.idx(a, k);
         let l = *self.level(k);
-        bitmap::clear_raw(self.meta, l.free_off, l.stride, i);
-        bitmap::clear_raw(self.meta, l.split_off, l.stride, i);
+        bitmap::clear_raw(self.meta, l.free_off, l.stride(), i);
+        bitmap::clear_raw(self.meta, l.split_off, l.stride(), i);
     }
 
     /// The address is inside the usable range.
@@ -703,8 +707,8 @@ impl Tree {
             }
             // No bits past the covered blocks.
             for i in l.n..words(l.n) * 64 {
-                if bitmap::test(self.meta, l.free_off, l.stride, i)
-                    || (k > self.min && bitmap::test(self.meta, l.split_off, l.stride, i))
+                if bitmap::test(self.meta, l.free_off, l.stride(), i)
+                    || (k > self.min && bitmap::test(self.meta, l.split_off, l.stride(), i))
                 {
                     return Err(err("bit set past the end of a bitmap"));
                 }
