@@ -418,6 +418,36 @@ impl Tree {
         self.alloc_block_slow(k)
     }
 
+    /// Pops a cached block of order `k` (`min <= k < min + CACHE_ORDERS`), if any: the
+    /// allocation fast path. `O(1)`, no metadata touched.
+    #[inline]
+    pub(crate) fn cache_pop(&mut self, k: u32) -> Option<usize> {
+        let r = k.wrapping_sub(self.min) as usize;
+        let n = self.cache_len.get_mut(r)?;
+        let i = n.checked_sub(1)?;
+        let a = *self.cache.get(r)?.get(i as usize)?;
+        *n = i;
+        Some(a)
+    }
+
+    /// Pushes allocated block `(a, k)` into the cache if its order has room: the free fast
+    /// path. `O(1)`, no metadata touched.
+    #[inline]
+    pub(crate) fn cache_push(&mut self, a: usize, k: u32) -> bool {
+        let r = k.wrapping_sub(self.min) as usize;
+        match self.cache_len.get_mut(r) {
+            Some(n) => match self.cache.get_mut(r).and_then(|c| c.get_mut(*n as usize)) {
+                Some(slot) => {
+                    *slot = a;
+                    *n += 1;
+                    true
+                }
+                None => false,
+            },
+            _ => false,
+        }
+    }
+
     /// [`alloc_block`](Tree::alloc_block) when the cache of order `k` is empty.
     #[inline(never)]
     fn alloc_block_slow(&mut self, k: u32) -> Option<usize> {

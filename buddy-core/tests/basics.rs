@@ -168,6 +168,31 @@ fn realloc_grows_in_place_when_the_buddy_is_free() {
 }
 
 #[test]
+fn a_block_grown_in_place_off_its_alignment_frees_with_its_new_layout() {
+    let mut h = heap(1 << 16, 0, Config::new());
+    let initial = h.stats().free_blocks;
+    let a = h.alloc(l(64, 8)).unwrap();
+    let b = h.alloc(l(64, 8)).unwrap();
+    assert_eq!(b.as_ptr() as usize, a.as_ptr() as usize + 64);
+    // `b` is 64-aligned, not 128-aligned: growing it in place makes a 64 + 64 run, a 128-byte
+    // allocation that is not one 128-byte block.
+    // SAFETY: live allocation with this layout.
+    let c = unsafe { h.realloc(b, l(64, 8), 128) }.unwrap();
+    assert_eq!(c, b);
+    assert_eq!(h.usable_size(c), Ok(128));
+    // SAFETY: live allocations with these layouts.
+    unsafe {
+        h.dealloc(c, l(128, 8));
+        h.dealloc(a, l(64, 8));
+    }
+    h.check().unwrap();
+    h.flush();
+    assert_eq!(h.stats().free_blocks, initial);
+    assert_eq!(h.stats().live_allocations, 0);
+    assert_eq!(h.stats().allocated_bytes, 0);
+}
+
+#[test]
 fn realloc_moves_when_the_neighbour_is_taken() {
     let mut h = heap(1 << 16, 0, Config::new());
     let p = h.alloc(l(64, 8)).unwrap();
