@@ -817,6 +817,11 @@ impl Heap {
     /// `min(old.size(), new_size)` bytes: the only time the heap touches managed memory, at
     /// the caller's request).
     ///
+    /// A small block whose order changes moves first when the deferred cache holds a block
+    /// of the new order (and has room for the old one): that touches no metadata, where a
+    /// resize in place writes or reads a metadata word per order in between. Use
+    /// [`realloc_in_place`](Heap::realloc_in_place) to never move.
+    ///
     /// # Errors
     /// [`AllocError`] if no block fits; `ptr` is then still valid and the heap unchanged.
     ///
@@ -839,6 +844,9 @@ impl Heap {
                 return Err(AllocError::SizeOverflow);
             }
         };
+        if let Some(moved) = self.move_via_cache(ptr, old, new) {
+            return Ok(moved);
+        }
         // SAFETY: the caller's contract is `realloc_in_place`'s.
         match unsafe { self.realloc_in_place(ptr, old, new_size) } {
             Ok(()) => return Ok(ptr),
@@ -857,6 +865,44 @@ impl Heap {
         // SAFETY: the caller gave us `ptr` allocated with `old`.
         unsafe { self.dealloc(ptr, old) };
         Ok(moved)
+    }
+
+    /// Resizes a single block of a cached order to another order by moving it into a cached
+    /// block of the new order and caching the old block: no metadata touched, only the copy.
+    /// Splitting in place writes a word at every order in between, and growing in place
+    /// reads the buddies' words; on a large heap each of those is a cache miss, dearer than
+    /// copying a small block (`cargo xtask bench`, random-actions: 50 -> 41 ns a call).
+    /// `None`, and nothing changed, when the caches cannot do it.
+    ///
+    /// `ptr` is a live allocation of this heap with layout `old`, `new.align() == old.align()`.
+    #[inline]
+    fn move_via_cache(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Option<NonNull<u8>> {
+        let p = ptr.as_ptr() as usize;
+        let (k_old, k_new) = (self.fast_order(old)?, self.fast_order(new)?);
+        if k_new == k_old || p & ((1 << k_old) - 1) != 0 {
+            return None;
+        }
+        let t = self.trees.first_mut()?;
+        if !t.owns(p) || !t.cache_has_room(k_old) {
+            return None;
+        }
+        let a = t.cache_pop(k_new)?;
+        let pushed = t.cache_push(p, k_old);
+        debug_assert!(pushed);
+        let moved = self.ptr(0, a);
+        // SAFETY: `ptr` is live with at least `new.size() < old.size()` bytes (the caller's
+        // contract); `moved` is a free block of `2^k_new >= new.size()` bytes, so distinct.
+        unsafe {
+            core::ptr::copy_nonoverlapping(ptr.as_ptr(), moved.as_ptr(), new.size().min(old.size()))
+        };
+        self.note_free(1 << k_old);
+        self.note_alloc(new.size(), 1 << k_new);
+        Some(moved)
     }
 
     /// Coalesces the deferred cache: every recently freed block is merged with its buddies.

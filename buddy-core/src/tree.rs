@@ -448,6 +448,15 @@ impl Tree {
         }
     }
 
+    /// The cache of order `k` has room for one more block.
+    #[inline]
+    pub(crate) fn cache_has_room(&self, k: u32) -> bool {
+        let r = k.wrapping_sub(self.min) as usize;
+        self.cache_len
+            .get(r)
+            .is_some_and(|&n| (n as usize) < CACHE_SLOTS)
+    }
+
     /// [`alloc_block`](Tree::alloc_block) when the cache of order `k` is empty.
     #[inline(never)]
     fn alloc_block_slow(&mut self, k: u32) -> Option<usize> {
