@@ -182,8 +182,8 @@ fn run() -> Result<(), String> {
     let r = alloc(
         &mut heap,
         base,
-        1000,
-        "buddy_alloc(1000): exact fit, 512+256+128+64+32+16",
+        720,
+        "buddy_alloc(720): exact fit, a 512+256 run (at most 4 pieces)",
     )?;
     println!("{}\n", table(&heap));
 
@@ -212,7 +212,7 @@ fn run() -> Result<(), String> {
     }
     let _ = events();
     free(&mut heap, base, q, "buddy_free(128-byte block)");
-    free(&mut heap, base, r, "buddy_free(1000-byte block)");
+    free(&mut heap, base, r, "buddy_free(720-byte block)");
     heap.flush();
     println!("  {}   flush(): {}", map(&heap, base), events());
     println!("\nfinal stats:\n{}", heap.stats());

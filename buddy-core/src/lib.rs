@@ -43,8 +43,8 @@
 //! order in one instruction. Freed small blocks wait in a small per-order cache before they
 //! are merged (deferred coalescing, like Linux's per-CPU page lists); a request never fails
 //! while cached blocks could serve it. Requests above 4 KiB (configurable) that are not a power
-//! of two take an exact-fit run of blocks (5000 = 4096 + 512 + 256 + 128 + 16) and give the
-//! tail back at once.
+//! of two take an exact-fit run of at most 4 blocks (configurable; 5000 bytes take
+//! 5120 = 4096 + 1024, not 8192) and give the tail back at once.
 //!
 //! # Features
 //!
@@ -69,8 +69,8 @@ pub(crate) use log::{debug, log_warn, trace};
 
 pub use error::{AllocError, CheckError, FreeError, RegionError};
 pub use heap::{
-    BlockState, Config, DEFAULT_EXACT_FIT_ABOVE, DEFAULT_MIN_BLOCK, Heap, MAX_REGIONS,
-    metadata_words,
+    BlockState, Config, DEFAULT_EXACT_FIT_ABOVE, DEFAULT_EXACT_FIT_PIECES, DEFAULT_MIN_BLOCK, Heap,
+    MAX_REGIONS, metadata_words,
 };
 #[cfg(feature = "spin")]
 pub use locked::LockedHeap;

@@ -32,7 +32,8 @@
 //!
 //! # Exact-fit runs
 //!
-//! A request of `s` bytes (a multiple of the minimum block) that is not a power of two takes
+//! A request of `s` bytes (a multiple of the minimum block; the heap rounds it so that it has
+//! at most `Config::exact_fit_pieces` binary digits) that is not a power of two takes
 //! the block of order `ceil(log2 s)` and gives its unused tail back at once: the block is cut
 //! into pieces whose sizes are the binary digits of `s`, largest first, and every piece but the
 //! last is marked "continues" (`F = S = 1`). A free of the head walks the pieces in

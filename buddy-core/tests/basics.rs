@@ -66,9 +66,27 @@ fn small_requests_take_one_block_and_large_ones_an_exact_run_by_default() {
     let mut h = heap(1 << 16, 0, Config::new());
     let small = h.alloc(l(300, 8)).unwrap();
     assert_eq!(h.usable_size(small), Ok(512));
+    // 5000 bytes: a run of at most 4 pieces (5120 = 4096 + 1024) out of an 8 KiB block.
     let large = h.alloc(l(5000, 8)).unwrap();
-    assert_eq!(h.usable_size(large), Ok(5008));
-    assert_eq!(h.stats().allocated_bytes, 512 + 5008);
+    assert_eq!(h.usable_size(large), Ok(5120));
+    assert_eq!(h.stats().allocated_bytes, 512 + 5120);
+    h.check().unwrap();
+}
+
+#[test]
+fn exact_fit_pieces_bound_the_run_and_its_slack() {
+    for (pieces, usable) in [(1, 8192), (2, 6144), (3, 5120), (4, 5120), (64, 5008)] {
+        let mut h = heap(1 << 16, 0, Config::new().exact_fit_pieces(pieces));
+        let p = h.alloc(l(5000, 8)).unwrap();
+        assert_eq!(h.usable_size(p), Ok(usable), "{pieces} pieces");
+        // The tail of the 8 KiB block is free at once.
+        assert_eq!(h.stats().free_bytes + usable, h.stats().managed_bytes);
+        // SAFETY: live allocation with this layout.
+        unsafe { h.dealloc(p, l(5000, 8)) };
+        h.check().unwrap();
+        h.flush();
+        assert_eq!(h.stats().largest_free_block, 1 << 15, "{pieces} pieces");
+    }
 }
 
 #[test]

@@ -103,7 +103,10 @@ impl Harness {
         (
             k,
             if self.config.is_exact_fit() && s > self.config.exact_fit_threshold() {
-                s
+                // At most `pieces` pieces: a multiple of 2^(k - pieces) (and of the block).
+                let pieces = self.config.exact_fit_max_pieces();
+                let g = 1usize << k.saturating_sub(pieces).max(min.trailing_zeros());
+                s.div_ceil(g) * g
             } else {
                 1 << k
             },
@@ -332,18 +335,24 @@ impl Harness {
 }
 
 fn config() -> impl Strategy<Value = Config> {
-    (prop_oneof![Just(16usize), Just(64)], 0u8..3).prop_map(|(min, exact)| {
-        // Exact fit for every size, for none, or above the default threshold.
-        let (on, above) = match exact {
-            0 => (false, 0),
-            1 => (true, 0),
-            _ => (true, buddy_core::DEFAULT_EXACT_FIT_ABOVE),
-        };
-        Config::new()
-            .min_block(min)
-            .exact_fit(on)
-            .exact_fit_above(above)
-    })
+    (
+        prop_oneof![Just(16usize), Just(64)],
+        0u8..3,
+        prop_oneof![Just(1u32), Just(2), Just(4), Just(64)],
+    )
+        .prop_map(|(min, exact, pieces)| {
+            // Exact fit for every size, for none, or above the default threshold.
+            let (on, above) = match exact {
+                0 => (false, 0),
+                1 => (true, 0),
+                _ => (true, buddy_core::DEFAULT_EXACT_FIT_ABOVE),
+            };
+            Config::new()
+                .min_block(min)
+                .exact_fit(on)
+                .exact_fit_above(above)
+                .exact_fit_pieces(pieces)
+        })
 }
 
 fn regions() -> impl Strategy<Value = Vec<(usize, usize)>> {

@@ -68,7 +68,7 @@ const DEFAULT_CHUNK: usize = 16 << 20;
 /// | [`memory_limit`](Config::memory_limit) | 64 GiB (1 GiB on 32-bit) | most bytes taken from the OS for blocks; past it requests get null |
 /// | [`chunk_size`](Config::chunk_size) | 64 MiB (16 MiB on 32-bit) | unit of growth: one buddy heap, one lock; the largest block; larger requests get their own mapping |
 /// | [`min_block`](Config::min_block) | 16 bytes | smallest block, and the alignment of every block |
-/// | [`exact_fit`](Config::exact_fit) | on | above 4 KiB, a 5000-byte request takes 4096 + 512 + 256 + 128 + 16, not 8 KiB |
+/// | [`exact_fit`](Config::exact_fit) | on | above 4 KiB, a 5000-byte request takes a 4096 + 1024 run, not 8 KiB |
 /// | [`purge`](Config::purge) | [`Purge::AtLeast`]`(256 KiB)` | when freed memory goes back to the OS |
 /// | [`shards`](Config::shards) | 4 | groups of chunks that threads spread over, so they rarely share a lock |
 /// | [`shard_by`](Config::shard_by) | [`ShardBy::Thread`] | how a thread finds its shard |
