@@ -954,14 +954,14 @@ impl Heap {
 
     /// Coalesces the deferred cache: every recently freed block is merged with its buddies.
     ///
-    /// Freed small blocks are kept out of the bitmaps for a while (up to 8 per order for the 12
+    /// Freed small blocks are kept out of the bitmaps for a while (up to 32 per order for the 12
     /// smallest orders), so that alloc/free pairs do not split and merge a dozen levels each
     /// time. They are served like any free block and counted as free in [`Stats`]; the only
     /// visible difference is the shape of the free lists. After freeing everything, call
     /// `flush` to get the heap back to exactly its initial shape.
     ///
     /// # Time Complexity
-    /// `O(log n)` (at most 96 cached blocks).
+    /// `O(log n)` for each of at most 384 cached blocks.
     pub fn flush(&mut self) {
         for t in self.trees.iter_mut() {
             t.flush();
