@@ -24,12 +24,26 @@ pub const DEFAULT_MIN_BLOCK: usize = 16;
 ///     spin::Mutex::new(Heap::with_config(Config::new().min_block(4096).exact_fit(false)));
 /// assert_eq!(FRAMES.lock().config().block(), 4096);
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Config {
-    min_block: usize,
-    exact_fit: bool,
-    exact_fit_above: usize,
-    exact_fit_pieces: u32,
+    // Each field is stored as its difference from the default (XOR), so that `Config::new()`,
+    // and with it `Heap::new()`, is all zero bits: a `static Heap` then goes to `.bss` (zeroed
+    // at start-up) instead of `.data` (an image of the whole heap in flash, copied to RAM).
+    min_block_x: usize,
+    exact_fit_off: bool,
+    exact_fit_above_x: usize,
+    exact_fit_pieces_x: u32,
+}
+
+impl core::fmt::Debug for Config {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Config")
+            .field("min_block", &self.block())
+            .field("exact_fit", &self.is_exact_fit())
+            .field("exact_fit_above", &self.exact_fit_threshold())
+            .field("exact_fit_pieces", &self.exact_fit_max_pieces())
+            .finish()
+    }
 }
 
 /// Requests up to this size take one power-of-two block even with exact fit on (see
@@ -43,17 +57,20 @@ impl Config {
     /// 16-byte minimum block, exact fit on.
     pub const fn new() -> Config {
         Config {
-            min_block: DEFAULT_MIN_BLOCK,
-            exact_fit: true,
-            exact_fit_above: DEFAULT_EXACT_FIT_ABOVE,
-            exact_fit_pieces: DEFAULT_EXACT_FIT_PIECES,
+            min_block_x: 0,
+            exact_fit_off: false,
+            exact_fit_above_x: 0,
+            exact_fit_pieces_x: 0,
         }
     }
 
     /// Sets the minimum block: a power of two from 8 bytes to 2^40 (checked when a region is
     /// added: [`RegionError::BadMinBlock`]). 4096 serves page frames.
     pub const fn min_block(self, min_block: usize) -> Config {
-        Config { min_block, ..self }
+        Config {
+            min_block_x: min_block ^ DEFAULT_MIN_BLOCK,
+            ..self
+        }
     }
 
     /// Exact fit (on by default): a request larger than
@@ -64,7 +81,7 @@ impl Config {
     /// to a power of two.
     pub const fn exact_fit(self, on: bool) -> Config {
         Config {
-            exact_fit: on,
+            exact_fit_off: !on,
             ..self
         }
     }
@@ -84,7 +101,7 @@ impl Config {
     /// there (84.6%): small runs leave small tails that few later requests fit.
     pub const fn exact_fit_above(self, bytes: usize) -> Config {
         Config {
-            exact_fit_above: bytes,
+            exact_fit_above_x: bytes ^ DEFAULT_EXACT_FIT_ABOVE,
             ..self
         }
     }
@@ -112,37 +129,35 @@ impl Config {
     /// ```
     pub const fn exact_fit_pieces(self, pieces: u32) -> Config {
         Config {
-            exact_fit_pieces: if pieces == 0 { 1 } else { pieces },
+            exact_fit_pieces_x: if pieces == 0 { 1 } else { pieces } ^ DEFAULT_EXACT_FIT_PIECES,
             ..self
         }
     }
 
     /// Most pieces an exact-fit run is cut into.
     pub const fn exact_fit_max_pieces(&self) -> u32 {
-        self.exact_fit_pieces
+        self.exact_fit_pieces_x ^ DEFAULT_EXACT_FIT_PIECES
     }
 
     /// The minimum block in bytes.
     pub const fn block(&self) -> usize {
-        self.min_block
+        self.min_block_x ^ DEFAULT_MIN_BLOCK
     }
 
     /// Whether exact fit is on.
     pub const fn is_exact_fit(&self) -> bool {
-        self.exact_fit
+        !self.exact_fit_off
     }
 
     /// Size up to which requests take one power-of-two block even with exact fit on.
     pub const fn exact_fit_threshold(&self) -> usize {
-        self.exact_fit_above
+        self.exact_fit_above_x ^ DEFAULT_EXACT_FIT_ABOVE
     }
 
     const fn min_shift(&self) -> Option<u32> {
-        if self.min_block.is_power_of_two()
-            && self.min_block >= 8
-            && self.min_block as u64 <= 1 << 40
-        {
-            Some(self.min_block.trailing_zeros())
+        let b = self.block();
+        if b.is_power_of_two() && b >= 8 && b as u64 <= 1 << 40 {
+            Some(b.trailing_zeros())
         } else {
             None
         }
@@ -286,7 +301,8 @@ impl core::fmt::Debug for Heap {
 }
 
 impl Heap {
-    /// An empty heap with the default [`Config`]; usable in a `static`.
+    /// An empty heap with the default [`Config`]; usable in a `static`. All zero bits, so a
+    /// `static` heap lives in `.bss` and costs no flash image.
     pub const fn new() -> Heap {
         Heap::with_config(Config::new())
     }
@@ -297,10 +313,8 @@ impl Heap {
             config,
             trees: heapless::Vec::new(),
             bases: heapless::Vec::new(),
-            min: match config.min_shift() {
-                Some(m) => m,
-                None => 0,
-            },
+            // Set with the first region (a region is only added with a valid minimum block).
+            min: 0,
             max_top: 0,
             fast_max: 0,
             counters: Counters {
@@ -327,7 +341,7 @@ impl Heap {
 
     fn check_new_region(&self, start: *mut u8, len: usize) -> Result<(usize, u32), RegionError> {
         let min = self.config.min_shift().ok_or(RegionError::BadMinBlock {
-            min_block: self.config.min_block,
+            min_block: self.config.block(),
         })?;
         if start.is_null() {
             return Err(RegionError::Null);
@@ -364,7 +378,7 @@ impl Heap {
     pub unsafe fn add_region(&mut self, start: *mut u8, len: usize) -> Result<(), RegionError> {
         let (e, min) = self.check_new_region(start, len)?;
         let s = start as usize;
-        let bound = metadata_words(len, self.config.min_block);
+        let bound = metadata_words(len, self.config.block());
         let meta_start = align_up(s, 3).ok_or(RegionError::Wraps)?;
         let too_small = RegionError::TooSmall {
             needed: (meta_start - s) + metadata_words(2 << min, 1 << min) * 8 + (2 << min),
@@ -526,12 +540,13 @@ impl Heap {
         // Both vectors have room: `check_new_region` rejected a full heap, and they grow together.
         self.max_top = self.max_top.max(tree.top);
         if self.trees.is_empty() {
+            self.min = tree.min;
             // Requests of at most `fast_max` bytes are exactly those that `request` gives one
             // block of a cached order of this tree (no exact-fit run).
             let m = self.min;
             let cached = 1usize << (m + CACHE_ORDERS as u32 - 1).min(tree.top);
-            let single = if self.config.exact_fit {
-                align_down(self.config.exact_fit_above, m)
+            let single = if self.config.is_exact_fit() {
+                align_down(self.config.exact_fit_threshold(), m)
             } else {
                 usize::MAX
             };
@@ -571,9 +586,11 @@ impl Heap {
         }
         // Exact fit for requests above the threshold; smaller ones take one power-of-two
         // block, which the deferred cache serves without splitting or merging.
-        let s = if self.config.exact_fit && s > self.config.exact_fit_above {
+        let s = if self.config.is_exact_fit() && s > self.config.exact_fit_threshold() {
             // At most `pieces` pieces: round up to a multiple of 2^(k - pieces).
-            let g = k.saturating_sub(self.config.exact_fit_pieces).max(min);
+            let g = k
+                .saturating_sub(self.config.exact_fit_max_pieces())
+                .max(min);
             let g = (1usize << g) - 1;
             (s + g) & !g
         } else {
@@ -746,7 +763,7 @@ impl Heap {
     pub unsafe fn free(&mut self, ptr: NonNull<u8>) -> Result<usize, FreeError> {
         let p = ptr.as_ptr() as usize;
         let r = match self.tree_of(p) {
-            Some(t) if self.trees[t].contains(p) && p % self.config.min_block == 0 => {
+            Some(t) if self.trees[t].contains(p) && p % self.config.block() == 0 => {
                 self.trees[t].run_at(p).map(|s| (t, s))
             }
             _ => Err(FreeError::Foreign),
@@ -772,7 +789,7 @@ impl Heap {
     pub fn usable_size(&self, ptr: NonNull<u8>) -> Result<usize, FreeError> {
         let p = ptr.as_ptr() as usize;
         match self.tree_of(p) {
-            Some(t) if self.trees[t].contains(p) && p % self.config.min_block == 0 => {
+            Some(t) if self.trees[t].contains(p) && p % self.config.block() == 0 => {
                 self.trees[t].run_at(p)
             }
             _ => Err(FreeError::Foreign),

@@ -181,13 +181,23 @@ fn firmware_size() -> Outcome {
     let text = size(".text");
     eprintln!(
         "firmware ({FIRMWARE_TARGET}, opt-level \"s\", LTO): .text {text} bytes, .rodata {} bytes, \
-         .data {} bytes (the Heap's initial image, copied to RAM), .bss {} bytes (the 16 KiB arena)",
+         .data {} bytes, .bss {} bytes (the 16 KiB arena and the static Heap)",
         size(".rodata"),
         size(".data"),
         size(".bss"),
     );
     if text == 0 {
         return timed(start, Outcome::Failed("the firmware has no .text".into()));
+    }
+    if size(".data") != 0 {
+        // `Heap::new()` is all zero bits so that a `static Heap` costs no flash image.
+        return timed(
+            start,
+            Outcome::Failed(format!(
+                "{} bytes of .data: a static Heap::new() should be all zeros (.bss)",
+                size(".data")
+            )),
+        );
     }
     timed(start, Outcome::Passed)
 }
