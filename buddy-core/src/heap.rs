@@ -860,7 +860,7 @@ impl Heap {
             return Ok(());
         }
         // Give the run back (no cache), then take the new run at the same address.
-        if s_new > s_old && !tree.free_in_bitmaps(p + s_old) {
+        if s_new > s_old && (p + s_new > tree.end || !tree.range_free(p + s_old, s_new - s_old)) {
             // Growing needs the memory right after the run: when it is taken, fail before
             // touching anything (the common refusal, and the cheap one).
             return Err(AllocError::OutOfMemory { size: new_size });
@@ -908,8 +908,14 @@ impl Heap {
                 return Err(AllocError::SizeOverflow);
             }
         };
-        if let Some(moved) = self.move_via_cache(ptr, old, new) {
-            return Ok(moved);
+        if let (Some(k_old), Some(k_new)) = (self.fast_order(old), self.fast_order(new)) {
+            if k_old == k_new {
+                // The same power-of-two size: nothing to do.
+                return Ok(ptr);
+            }
+            if let Some(moved) = self.move_via_cache(ptr, old, new, k_old, k_new) {
+                return Ok(moved);
+            }
         }
         // SAFETY: the caller's contract is `realloc_in_place`'s.
         match unsafe { self.realloc_in_place(ptr, old, new_size) } {
@@ -938,17 +944,19 @@ impl Heap {
     /// copying a small block (`cargo xtask bench`, random-actions: 50 -> 41 ns a call).
     /// `None`, and nothing changed, when the caches cannot do it.
     ///
-    /// `ptr` is a live allocation of this heap with layout `old`, `new.align() == old.align()`.
+    /// `ptr` is a live allocation of this heap with layout `old`, `new.align() == old.align()`,
+    /// `k_old != k_new` their fast-path orders.
     #[inline]
     fn move_via_cache(
         &mut self,
         ptr: NonNull<u8>,
         old: Layout,
         new: Layout,
+        k_old: u32,
+        k_new: u32,
     ) -> Option<NonNull<u8>> {
         let p = ptr.as_ptr() as usize;
-        let (k_old, k_new) = (self.fast_order(old)?, self.fast_order(new)?);
-        if k_new == k_old || p & ((1 << k_old) - 1) != 0 {
+        if p & ((1 << k_old) - 1) != 0 {
             return None;
         }
         let t = self.trees.first_mut()?;

@@ -606,21 +606,8 @@ impl Tree {
         if s != 1 << self.min && p & (1 << self.min) != 0 {
             return false;
         }
-        // Check, without touching anything.
-        let (mut q, mut rem) = (p, s);
-        let (mut a, mut j) = self.leaf(p);
-        loop {
-            let h = self.piece(q, rem);
-            if j < h || !self.is_free(a, j) {
-                return false;
-            }
-            rem -= 1 << h;
-            if rem == 0 || q + (1 << h) + rem <= a + (1 << j) {
-                // The rest of the run lies in this same free block.
-                break;
-            }
-            (a, j) = self.next_leaf(q, h);
-            q += 1 << h;
+        if !self.range_free(p, s) {
+            return false;
         }
         // Take.
         let (mut q, mut rem) = (p, s);
@@ -634,6 +621,28 @@ impl Tree {
                 return true;
             }
             self.set_cont(q, h);
+            (a, j) = self.next_leaf(q, h);
+            q += 1 << h;
+        }
+    }
+
+    /// All of `[p, p + s)` (`p` in the usable range and a multiple of the minimum block, `s` a
+    /// non-zero multiple of it, `p + s <= end`) lies in free blocks of the bitmaps. Read-only,
+    /// `O(log n)`: the range is walked in its greedy pieces, each piece's leaf found from the
+    /// previous one.
+    pub(crate) fn range_free(&self, p: usize, s: usize) -> bool {
+        let (mut q, mut rem) = (p, s);
+        let (mut a, mut j) = self.leaf(p);
+        loop {
+            let h = self.piece(q, rem);
+            if j < h || !self.is_free(a, j) {
+                return false;
+            }
+            rem -= 1 << h;
+            if rem == 0 || q + (1 << h) + rem <= a + (1 << j) {
+                // The rest of the range lies in this same free block.
+                return true;
+            }
             (a, j) = self.next_leaf(q, h);
             q += 1 << h;
         }
@@ -682,17 +691,6 @@ impl Tree {
                 out[k as usize] += self.cache_len[r] as usize;
             }
         }
-    }
-
-    /// Address `p` is in the usable range and inside a free block of the bitmaps (cached blocks
-    /// do not count: they look allocated there).
-    #[inline]
-    pub(crate) fn free_in_bitmaps(&self, p: usize) -> bool {
-        if !self.contains(p) {
-            return false;
-        }
-        let (a, k) = self.leaf(p);
-        self.is_free(a, k)
     }
 
     /// The minimum block at `p` (in the usable range) is inside a free or cached block.
