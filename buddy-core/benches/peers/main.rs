@@ -538,6 +538,13 @@ fn main() -> ExitCode {
             let name = format!("scaling-{}M", len / MIB);
             works.push(throughput(&plan, &arena, &name, len, &s, &SUBJECTS));
         }
+        // The same, with the live set held at the smallest region's (its slot table): only the
+        // region, and so the allocator's structures, grow.
+        let small = plan.random_actions(plan.scaling[0], 0x5eed);
+        for len in plan.scaling {
+            let name = format!("fixed-{}M", len / MIB);
+            works.push(throughput(&plan, &arena, &name, len, &small, &SUBJECTS));
+        }
     }
     let latency = if plan.runs("latency") {
         latency(&plan, &arena, &clock)
