@@ -45,6 +45,7 @@ use crate::{debug, trace};
 
 /// Most orders one tree can span (from its minimum block up).
 pub(crate) const MAX_ORDERS: usize = 48;
+
 /// Orders (from the minimum up) that have a deferred-coalescing cache: 16 B to 32 KiB at the
 /// default minimum block, 4 KiB to 8 MiB for page frames.
 pub(crate) const CACHE_ORDERS: usize = 12;
@@ -523,9 +524,24 @@ impl Tree {
     /// with its free buddies. `O(top - k)`.
     #[inline]
     pub(crate) fn free_block(&mut self, a: usize, k: u32, cache: bool) {
-        if !(cache && self.cache_push(a, k)) {
-            self.merge(a, k);
+        if !cache || self.cache_push(a, k) {
+            if !cache {
+                self.merge(a, k);
+            }
+            return;
         }
+        // The cache of this order is full (or the order has none): the block at the highest
+        // address goes to the bitmaps, so that cached reuse keeps to low addresses.
+        let r = k.wrapping_sub(self.min) as usize;
+        let mut victim = a;
+        if let Some(slots) = self.cache.get_mut(r) {
+            if let Some(hi) = slots.iter_mut().max_by_key(|c| **c) {
+                if *hi > a {
+                    victim = core::mem::replace(hi, a);
+                }
+            }
+        }
+        self.merge(victim, k);
     }
 
     /// Frees block `(a, k)` into the bitmaps, merged with its free buddies. `O(top - k)`.

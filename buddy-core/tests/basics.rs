@@ -211,6 +211,35 @@ fn a_block_grown_in_place_off_its_alignment_frees_with_its_new_layout() {
 }
 
 #[test]
+fn a_full_deferred_cache_sends_its_highest_block_to_the_bitmaps() {
+    // 32 cached blocks per order: free 32 blocks, then one at a lower address.
+    let mut h = heap(1 << 16, 0, Config::new());
+    let blocks: Vec<_> = (0..40).map(|_| h.alloc(l(64, 8)).unwrap()).collect();
+    let addr = |i: usize| blocks[i].as_ptr() as usize;
+    assert!(
+        (1..40).all(|i| addr(i) > addr(i - 1)),
+        "lowest address first"
+    );
+    for &b in &blocks[1..=32] {
+        // SAFETY: live allocations with this layout.
+        unsafe { h.dealloc(b, l(64, 8)) };
+    }
+    assert_eq!(h.stats().cached_blocks, 32);
+    // SAFETY: live allocation with this layout.
+    unsafe { h.dealloc(blocks[0], l(64, 8)) };
+    assert_eq!(h.stats().cached_blocks, 32);
+    h.check().unwrap();
+    // The cache now holds blocks 0..=31; block 32 went to the bitmaps.
+    let mut again: Vec<usize> = (0..32)
+        .map(|_| h.alloc(l(64, 8)).unwrap().as_ptr() as usize)
+        .collect();
+    again.sort_unstable();
+    assert_eq!(again, (0..32).map(addr).collect::<Vec<_>>());
+    assert_eq!(h.alloc(l(64, 8)).unwrap().as_ptr() as usize, addr(32));
+    h.check().unwrap();
+}
+
+#[test]
 fn realloc_moves_when_the_neighbour_is_taken() {
     let mut h = heap(1 << 16, 0, Config::new());
     let p = h.alloc(l(64, 8)).unwrap();
