@@ -478,9 +478,15 @@ impl Tree {
                 return Some(a);
             }
         }
-        if self.cache_len[..r.min(CACHE_ORDERS)].iter().any(|&n| n > 0) {
-            self.flush();
-            return self.alloc_from_bitmaps(k);
+        // Coalesce the smaller cached blocks, one order at a time from the largest, until the
+        // request fits: a flush of the whole cache is up to 384 merges in one call.
+        for rr in (0..r.min(CACHE_ORDERS)).rev() {
+            if self.cache_len[rr] > 0 {
+                self.flush_order(rr);
+                if let Some(a) = self.alloc_from_bitmaps(k) {
+                    return Some(a);
+                }
+            }
         }
         None
     }
@@ -689,13 +695,18 @@ impl Tree {
     /// Coalesces every block of the deferred cache into the bitmaps.
     pub(crate) fn flush(&mut self) {
         for r in 0..CACHE_ORDERS {
-            while self.cache_len[r] > 0 {
-                self.cache_len[r] -= 1;
-                let a = self.cache[r][self.cache_len[r] as usize];
-                self.free_block(a, self.min + r as u32, false);
-            }
+            self.flush_order(r);
         }
         debug!("buddy: deferred cache flushed");
+    }
+
+    /// Coalesces the cached blocks of order `min + r` into the bitmaps.
+    fn flush_order(&mut self, r: usize) {
+        while self.cache_len[r] > 0 {
+            self.cache_len[r] -= 1;
+            let a = self.cache[r][self.cache_len[r] as usize];
+            self.free_block(a, self.min + r as u32, false);
+        }
     }
 
     /// Adds this tree's free blocks per order (cache included) into `out` (indexed by order).
