@@ -154,7 +154,7 @@ impl Config {
         self.exact_fit_above_x ^ DEFAULT_EXACT_FIT_ABOVE
     }
 
-    const fn min_shift(&self) -> Option<u32> {
+    pub(crate) const fn min_shift(&self) -> Option<u32> {
         let b = self.block();
         if b.is_power_of_two() && b >= 8 && b as u64 <= 1 << 40 {
             Some(b.trailing_zeros())
@@ -326,6 +326,33 @@ impl Heap {
                 requested_total: 0,
                 failed: 0,
             },
+        }
+    }
+
+    /// Writes an empty heap with `config` into `slot`, in place: a `Heap` is tens of KiB, and
+    /// `slot.write(Heap::with_config(config))` may build it on the stack first (always in
+    /// debug builds), too much for a thread with a small stack.
+    ///
+    /// ```
+    /// use buddy_core::{Config, Heap};
+    /// use core::mem::MaybeUninit;
+    /// let mut slot = Box::new(MaybeUninit::<Heap>::uninit());
+    /// let heap = Heap::init_in(&mut slot, Config::new().min_block(64));
+    /// assert_eq!(heap.config().block(), 64);
+    /// assert_eq!(heap.regions(), 0);
+    /// ```
+    pub fn init_in(slot: &mut MaybeUninit<Heap>, config: Config) -> &mut Heap {
+        let p = slot.as_mut_ptr();
+        // SAFETY: `p` is valid for writes of one `Heap`. All zero bits is `Heap::new()`: every
+        // field of it is zero (`Config` stores its fields as differences from the defaults;
+        // counters, orders and lengths are 0) but the vectors' uninitialised buffers, for
+        // which zeros are as good as anything (a static `Heap::new()` lands in `.bss`: the
+        // firmware pass of `cargo xtask test` checks it). `with_config` differs from it in
+        // `config` only.
+        unsafe {
+            p.write_bytes(0, 1);
+            core::ptr::addr_of_mut!((*p).config).write(config);
+            slot.assume_init_mut()
         }
     }
 
@@ -1001,25 +1028,16 @@ impl Heap {
     /// a few additions.
     pub fn stats(&self) -> Stats {
         let c = &self.counters;
-        let mut s = Stats {
-            free_blocks: [0; 64],
-            min_order: self.config.min_shift().unwrap_or(0),
-            max_order: 0,
-            free_bytes: 0,
-            cached_blocks: 0,
-            managed_bytes: 0,
-            metadata_bytes: 0,
-            live_allocations: c.live(),
-            allocated_bytes: c.allocated(),
-            high_water_bytes: c.high_water,
-            requested_bytes_total: c.requested_total,
-            allocated_bytes_total: c.handed,
-            allocations: c.allocations,
-            frees: c.frees,
-            failed_requests: c.failed,
-            largest_free_block: 0,
-            regions: self.trees.len(),
-        };
+        let mut s = Stats::empty(self.config);
+        s.live_allocations = c.live();
+        s.allocated_bytes = c.allocated();
+        s.high_water_bytes = c.high_water;
+        s.requested_bytes_total = c.requested_total;
+        s.allocated_bytes_total = c.handed;
+        s.allocations = c.allocations;
+        s.frees = c.frees;
+        s.failed_requests = c.failed;
+        s.regions = self.trees.len();
         for t in &self.trees {
             t.add_free_counts(&mut s.free_blocks);
             s.cached_blocks += t.cached_blocks();

@@ -62,6 +62,37 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// The statistics of a heap with `config` and no region: what
+    /// `Heap::with_config(config).stats()` returns, without building a heap.
+    ///
+    /// ```
+    /// use buddy_core::{Config, Heap, Stats};
+    /// let config = Config::new().min_block(64);
+    /// assert_eq!(Stats::empty(config), Heap::with_config(config).stats());
+    /// assert_eq!(Stats::empty(config).min_order, 6);
+    /// ```
+    pub fn empty(config: crate::Config) -> Stats {
+        Stats {
+            free_blocks: [0; 64],
+            min_order: config.min_shift().unwrap_or_default(),
+            max_order: 0,
+            free_bytes: 0,
+            cached_blocks: 0,
+            managed_bytes: 0,
+            metadata_bytes: 0,
+            live_allocations: 0,
+            allocated_bytes: 0,
+            high_water_bytes: 0,
+            requested_bytes_total: 0,
+            allocated_bytes_total: 0,
+            allocations: 0,
+            frees: 0,
+            failed_requests: 0,
+            largest_free_block: 0,
+            regions: 0,
+        }
+    }
+
     /// Adds the figures of `other` (another heap's) into `self`, to describe several heaps as
     /// one: counts, bytes and free blocks are summed; `min_order` becomes the smaller,
     /// `max_order` and `largest_free_block` the larger. `high_water_bytes` is summed too, so

@@ -240,6 +240,24 @@ fn a_full_deferred_cache_sends_its_highest_block_to_the_bitmaps() {
 }
 
 #[test]
+fn a_heap_initialised_in_place_is_the_heap_with_config_builds() {
+    let config = Config::new().min_block(32).exact_fit_pieces(2);
+    let mut slot = Box::new(core::mem::MaybeUninit::<Heap>::uninit());
+    let h = Heap::init_in(&mut slot, config);
+    assert_eq!(h.config(), config);
+    assert_eq!(h.stats(), Heap::with_config(config).stats());
+    let (p, len) = common::region(1 << 16, 0);
+    // SAFETY: the region is fresh, leaked and used only by this heap.
+    unsafe { h.add_region(p, len) }.unwrap();
+    let a = h.alloc(l(5000, 8)).unwrap();
+    assert_eq!(h.usable_size(a), Ok(6144)); // two pieces: 4096 + 2048
+    // SAFETY: live allocation.
+    assert_eq!(unsafe { h.free(a) }, Ok(6144));
+    h.flush();
+    h.check().unwrap();
+}
+
+#[test]
 fn realloc_moves_when_the_neighbour_is_taken() {
     let mut h = heap(1 << 16, 0, Config::new());
     let p = h.alloc(l(64, 8)).unwrap();

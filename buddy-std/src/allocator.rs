@@ -47,7 +47,7 @@
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
 use core::fmt;
-use core::mem::size_of;
+use core::mem::{MaybeUninit, size_of};
 use core::ptr::{self, NonNull};
 
 use allocator_api2::alloc::{AllocError, Allocator};
@@ -80,8 +80,8 @@ const FORK_LOCKS: u8 = 2;
 /// The header of a chunk, at the start of its stride in the directory.
 ///
 /// The heap sits beside its lock rather than inside a `Mutex<Heap>` so that it can be built
-/// in place in the directory: a `Heap` is some 20 KiB, and moving it through constructors
-/// took over 128 KiB of stack in debug builds.
+/// in place in the directory ([`Heap::init_in`]): a `Heap` is some 40 KiB, and moving it
+/// through constructors took over 128 KiB of stack in debug builds.
 struct Chunk {
     /// The shard whose thread grew this chunk; that shard's threads allocate here.
     owner: usize,
@@ -498,9 +498,11 @@ impl<O: Os> BuddyAlloc<O> {
         unsafe {
             ptr::addr_of_mut!((*header).owner).write(s);
             ptr::addr_of_mut!((*header).lock).write(Lock::new());
-            ptr::addr_of_mut!((*header).heap)
-                .cast::<Heap>()
-                .write(Heap::with_config(self.config.core()));
+            // In place: a `Heap` is tens of KiB, too much for a small stack.
+            Heap::init_in(
+                &mut *ptr::addr_of_mut!((*header).heap).cast::<MaybeUninit<Heap>>(),
+                self.config.core(),
+            );
         }
         // SAFETY: the metadata words of stride `n` follow its header, inside the directory,
         // 8-aligned, used by no one else: only this chunk's heap will own them, until `drop`.
@@ -924,7 +926,7 @@ impl<O: Os> BuddyAlloc<O> {
                 }
             }
         }
-        let mut heap = heap.unwrap_or_else(|| Heap::with_config(self.config.core()).stats());
+        let mut heap = heap.unwrap_or_else(|| buddy_core::Stats::empty(self.config.core()));
         heap.failed_requests = self.counters.failed.load(Relaxed);
         let ready = self.state.load(Acquire) == READY;
         let capacity = self.capacity.load(Relaxed);
