@@ -4,10 +4,11 @@ use core::alloc::Layout;
 use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 
+use crate::cache::{CACHE_ORDERS, Cache};
 use crate::order::{align_down, align_up, floor_log2};
 use crate::stats::Stats;
-use crate::tree::{CACHE_ORDERS, MAX_ORDERS, Plan, Tree};
-use crate::{AllocError, CheckError, FreeError, RegionError, bitmap, log_warn};
+use crate::tree::{MAX_ORDERS, Plan, Tree};
+use crate::{AllocError, CheckError, FreeError, RegionError, bitmap, debug, log_warn};
 
 /// Most regions one [`Heap`] can hold.
 pub const MAX_REGIONS: usize = 8;
@@ -277,6 +278,8 @@ pub struct Heap {
     /// Largest `max(size, align)` the fast paths serve from the first region's deferred
     /// cache: a single power-of-two block of a cached order (0 without regions).
     fast_max: usize,
+    /// Freed small blocks of every region, not merged yet (`cache.rs`).
+    cache: Cache,
     counters: Counters,
 }
 
@@ -317,6 +320,7 @@ impl Heap {
             min: 0,
             max_top: 0,
             fast_max: 0,
+            cache: Cache::new(),
             counters: Counters {
                 allocations: 0,
                 frees: 0,
@@ -329,7 +333,7 @@ impl Heap {
         }
     }
 
-    /// Writes an empty heap with `config` into `slot`, in place: a `Heap` is tens of KiB, and
+    /// Writes an empty heap with `config` into `slot`, in place: a `Heap` is some 20 KiB, and
     /// `slot.write(Heap::with_config(config))` may build it on the stack first (always in
     /// debug builds), too much for a thread with a small stack.
     ///
@@ -648,12 +652,12 @@ impl Heap {
     /// `O(log n)` in minimum blocks, whatever the history.
     #[inline(always)]
     pub fn alloc(&mut self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
-        // Fast path: a recently freed block of the right order in the first region.
+        // Fast path: a recently freed block of the right order, from any region.
         if let Some(k) = self.fast_order(layout)
-            && let Some(a) = self.trees.first_mut().and_then(|t| t.cache_pop(k))
+            && let Some((a, t)) = self.cache.pop((k - self.min) as usize)
         {
             self.note_alloc(layout.size(), 1 << k);
-            return Ok(self.ptr(0, a));
+            return Ok(self.ptr(t, a));
         }
         self.alloc_slow(layout)
     }
@@ -680,21 +684,81 @@ impl Heap {
                 return Err(e);
             }
         };
-        for t in 0..self.trees.len() {
-            let tree = &mut self.trees[t];
-            if let Some(a) = tree.alloc_block(k) {
-                if s < 1 << k {
-                    tree.carve(a, k, s);
-                }
-                self.note_alloc(layout.size(), s);
-                return Ok(self.ptr(t, a));
+        if let Some((a, t)) = self.take_block(k) {
+            if s < 1 << k {
+                self.trees[t].carve(a, k, s);
             }
+            self.note_alloc(layout.size(), s);
+            return Ok(self.ptr(t, a));
         }
         self.counters.failed += 1;
         log_warn!("buddy: out of memory for {:?}", layout);
         Err(AllocError::OutOfMemory {
             size: layout.size(),
         })
+    }
+
+    /// Takes one block of order `k` (a valid order of some region): the cache, then the
+    /// bitmaps (smallest fitting order, lowest address, first region first), then a larger
+    /// cached block split down, then after coalescing the smaller cached orders one at a time,
+    /// largest first (a request never fails while cached blocks could serve it). `O(log n)`.
+    fn take_block(&mut self, k: u32) -> Option<(usize, usize)> {
+        let r = (k - self.min) as usize;
+        if let Some(b) = self.cache.pop(r) {
+            return Some(b);
+        }
+        if let Some(b) = self.take_from_bitmaps(k) {
+            return Some(b);
+        }
+        for rr in r + 1..CACHE_ORDERS {
+            if let Some((a, t)) = self.cache.pop(rr) {
+                self.trees[t].split_down(a, self.min + rr as u32, k);
+                return Some((a, t));
+            }
+        }
+        for rr in (0..r.min(CACHE_ORDERS)).rev() {
+            if self.cache.len(rr) > 0 {
+                self.flush_order(rr);
+                if let Some(b) = self.take_from_bitmaps(k) {
+                    return Some(b);
+                }
+            }
+        }
+        None
+    }
+
+    /// A block of order `k` from the first region's bitmaps that has one.
+    fn take_from_bitmaps(&mut self, k: u32) -> Option<(usize, usize)> {
+        self.trees
+            .iter_mut()
+            .enumerate()
+            .find_map(|(t, tree)| tree.alloc_from_bitmaps(k).map(|a| (a, t)))
+    }
+
+    /// Frees single block `(a, k)` of region `t`: into the cache, or merged (the cache's
+    /// highest block instead of it when the order is full).
+    fn free_single(&mut self, a: usize, k: u32, t: usize) {
+        if let Some((v, vt)) = self.cache.push_or_evict((k - self.min) as usize, a, t) {
+            self.trees[vt].merge(v, k);
+        }
+    }
+
+    /// Merges the cached blocks of order index `r` into their regions' bitmaps.
+    fn flush_order(&mut self, r: usize) {
+        while let Some((a, t)) = self.cache.pop(r) {
+            self.trees[t].merge(a, self.min + r as u32);
+        }
+    }
+
+    /// Checks a size-less free of `p` in region `t`: the run's size, or why not (a cached block
+    /// looks allocated to the bitmaps).
+    fn run_at(&self, t: usize, p: usize) -> Result<usize, FreeError> {
+        let s = self.trees[t].run_at(p)?;
+        let r = s.trailing_zeros().wrapping_sub(self.min) as usize;
+        if s.is_power_of_two() && p & (s - 1) == 0 && self.cache.contains(r, p, t) {
+            return Err(FreeError::DoubleFree);
+        }
+        Ok(s)
     }
 
     #[inline]
@@ -735,7 +799,7 @@ impl Heap {
             && t.owns(p)
         {
             debug_assert_eq!(t.run_at(p), Ok(1 << k), "dealloc with a wrong layout");
-            if t.cache_push(p, k) {
+            if self.cache.push((k - self.min) as usize, p, 0) {
                 self.note_free(1 << k);
                 return;
             }
@@ -758,17 +822,12 @@ impl Heap {
             );
             return;
         };
-        debug_assert_eq!(
-            self.trees[t].run_at(p),
-            Ok(s),
-            "dealloc with a wrong layout"
-        );
-        let tree = &mut self.trees[t];
+        debug_assert_eq!(self.run_at(t, p), Ok(s), "dealloc with a wrong layout");
         if s.is_power_of_two() && p & (s - 1) == 0 {
-            // One block (the common case): straight to the deferred cache or the merge.
-            tree.free_block(p, s.trailing_zeros(), true);
+            // One block (the common case): to the deferred cache or merged.
+            self.free_single(p, s.trailing_zeros(), t);
         } else {
-            tree.free_run(p, s, true);
+            self.trees[t].free_run(p, s);
         }
         self.note_free(s);
     }
@@ -791,13 +850,17 @@ impl Heap {
         let p = ptr.as_ptr() as usize;
         let r = match self.tree_of(p) {
             Some(t) if self.trees[t].contains(p) && p % self.config.block() == 0 => {
-                self.trees[t].run_at(p).map(|s| (t, s))
+                self.run_at(t, p).map(|s| (t, s))
             }
             _ => Err(FreeError::Foreign),
         };
         match r {
             Ok((t, s)) => {
-                self.trees[t].free_run(p, s, true);
+                if s.is_power_of_two() && p & (s - 1) == 0 {
+                    self.free_single(p, s.trailing_zeros(), t);
+                } else {
+                    self.trees[t].free_run(p, s);
+                }
                 self.note_free(s);
                 Ok(s)
             }
@@ -817,7 +880,7 @@ impl Heap {
         let p = ptr.as_ptr() as usize;
         match self.tree_of(p) {
             Some(t) if self.trees[t].contains(p) && p % self.config.block() == 0 => {
-                self.trees[t].run_at(p)
+                self.run_at(t, p)
             }
             _ => Err(FreeError::Foreign),
         }
@@ -892,7 +955,7 @@ impl Heap {
             // touching anything (the common refusal, and the cheap one).
             return Err(AllocError::OutOfMemory { size: new_size });
         }
-        tree.free_run(p, s_old, false);
+        tree.free_run(p, s_old);
         if tree.claim(p, s_new) {
             self.counters.resize(s_old, s_new);
             return Ok(());
@@ -986,14 +1049,15 @@ impl Heap {
         if p & ((1 << k_old) - 1) != 0 {
             return None;
         }
-        let t = self.trees.first_mut()?;
-        if !t.owns(p) || !t.cache_has_room(k_old) {
+        let t = self.tree_of(p)?;
+        let (r_old, r_new) = ((k_old - self.min) as usize, (k_new - self.min) as usize);
+        if !self.cache.has_room(r_old) {
             return None;
         }
-        let a = t.cache_pop(k_new)?;
-        let pushed = t.cache_push(p, k_old);
+        let (a, ta) = self.cache.pop(r_new)?;
+        let pushed = self.cache.push(r_old, p, t);
         debug_assert!(pushed);
-        let moved = self.ptr(0, a);
+        let moved = self.ptr(ta, a);
         // SAFETY: `ptr` is live with at least `new.size() < old.size()` bytes (the caller's
         // contract); `moved` is a free block of `2^k_new >= new.size()` bytes, so distinct.
         unsafe {
@@ -1007,7 +1071,7 @@ impl Heap {
     /// Coalesces the deferred cache: every recently freed block is merged with its buddies.
     ///
     /// Freed small blocks are kept out of the bitmaps for a while (up to 32 per order for the 12
-    /// smallest orders), so that alloc/free pairs do not split and merge a dozen levels each
+    /// smallest orders, shared by all regions), so that alloc/free pairs do not split and merge a dozen levels each
     /// time. They are served like any free block and counted as free in [`Stats`]; the only
     /// visible difference is the shape of the free lists. After freeing everything, call
     /// `flush` to get the heap back to exactly its initial shape.
@@ -1015,9 +1079,10 @@ impl Heap {
     /// # Time Complexity
     /// `O(log n)` for each of at most 384 cached blocks.
     pub fn flush(&mut self) {
-        for t in self.trees.iter_mut() {
-            t.flush();
+        for r in 0..CACHE_ORDERS {
+            self.flush_order(r);
         }
+        debug!("buddy: deferred cache flushed");
     }
 
     /// Statistics: free blocks per order (`/proc/buddyinfo` via `Display`), live and high-water
@@ -1038,9 +1103,17 @@ impl Heap {
         s.frees = c.frees;
         s.failed_requests = c.failed;
         s.regions = self.trees.len();
+        for r in 0..CACHE_ORDERS {
+            let n = self.cache.len(r);
+            if n > 0 {
+                let k = self.min + r as u32;
+                s.free_blocks[k as usize] += n;
+                s.cached_blocks += n;
+                s.largest_free_block = s.largest_free_block.max(1 << k);
+            }
+        }
         for t in &self.trees {
             t.add_free_counts(&mut s.free_blocks);
-            s.cached_blocks += t.cached_blocks();
             s.managed_bytes += t.end - t.start;
             s.metadata_bytes += t.meta_words * 8;
             s.max_order = s.max_order.max(t.top);
@@ -1060,6 +1133,26 @@ impl Heap {
     pub fn check(&self) -> Result<(), CheckError> {
         for t in &self.trees {
             t.check()?;
+        }
+        for r in 0..CACHE_ORDERS {
+            let k = self.min + r as u32;
+            for (n, (a, t)) in self.cache.entries(r).enumerate() {
+                let err = |what| CheckError {
+                    what,
+                    addr: a,
+                    order: k,
+                };
+                if !self
+                    .trees
+                    .get(t)
+                    .is_some_and(|tree| tree.is_allocated_leaf(a, k))
+                {
+                    return Err(err("cached block is not an allocated leaf of its region"));
+                }
+                if self.cache.entries(r).take(n).any(|e| e == (a, t)) {
+                    return Err(err("block cached twice"));
+                }
+            }
         }
         let s = self.stats();
         if s.free_bytes + s.allocated_bytes != s.managed_bytes {
@@ -1087,7 +1180,9 @@ impl Heap {
         if !tree.contains(addr) {
             return BlockState::Metadata;
         }
-        if tree.is_free_at(addr) {
+        let (a, k) = tree.leaf_of(addr);
+        let cached = self.cache.contains(k.wrapping_sub(self.min) as usize, a, t);
+        if cached || tree.is_free_at(addr) {
             BlockState::Free
         } else {
             BlockState::Used

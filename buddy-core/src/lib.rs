@@ -56,6 +56,7 @@
 #![warn(missing_docs)]
 
 mod bitmap;
+mod cache;
 mod error;
 mod heap;
 #[cfg(feature = "spin")]

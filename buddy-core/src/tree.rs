@@ -28,7 +28,7 @@
 //!   free block all bits are zero;
 //! - `free_count[k]` is the number of free blocks of order `k`; bit `k - min` of `nonempty` is set
 //!   iff `free_count[k] > 0`;
-//! - a cached block is an allocated leaf with `F = S = 0`, in exactly one cache slot.
+//! - a cached block (the heap's cache, `cache.rs`) is an allocated leaf with `F = S = 0`.
 //!
 //! # Exact-fit runs
 //!
@@ -41,18 +41,10 @@
 
 use crate::bitmap::{self, NO_MASK};
 use crate::order::{align_down, floor_log2, words};
-use crate::{debug, trace};
+use crate::trace;
 
 /// Most orders one tree can span (from its minimum block up).
 pub(crate) const MAX_ORDERS: usize = 48;
-
-/// Orders (from the minimum up) that have a deferred-coalescing cache: 16 B to 32 KiB at the
-/// default minimum block, 4 KiB to 8 MiB for page frames.
-pub(crate) const CACHE_ORDERS: usize = 12;
-/// Slots per cached order. Measured with `cargo xtask bench` (`random-actions`, 64 MiB): 4
-/// slots 41 ns a call, 8 slots 37, 16 slots 33, 32 slots 29-31, 64 slots no better; heap
-/// efficiency and failed requests unchanged (a request flushes the cache before failing).
-pub(crate) const CACHE_SLOTS: usize = 32;
 
 /// Where one order's bitmaps live in `meta` and which blocks they cover.
 #[derive(Clone, Copy, Debug, Default)]
@@ -147,11 +139,6 @@ pub(crate) struct Tree {
     free_count: [usize; MAX_ORDERS],
     /// Bit `k - min` set iff order `k` has a free block in the bitmaps.
     nonempty: u64,
-    /// Deferred coalescing: freed single blocks of small orders, not merged yet. Addresses,
-    /// not 32-bit offsets: decoding an offset on every cached alloc and free measured
-    /// 3.8 vs 3.5 ns a call on `pairs`, for 3 KiB less per region.
-    cache: [[usize; CACHE_SLOTS]; CACHE_ORDERS],
-    cache_len: [u8; CACHE_ORDERS],
     /// Words of `meta` in use.
     pub(crate) meta_words: usize,
 }
@@ -185,8 +172,6 @@ impl Tree {
             levels: plan.levels,
             free_count: [0; MAX_ORDERS],
             nonempty: 0,
-            cache: [[0; CACHE_SLOTS]; CACHE_ORDERS],
-            cache_len: [0; CACHE_ORDERS],
             meta_words: plan.words,
         };
         // Greedy decomposition into maximal aligned blocks; their ancestors straddle the edge
@@ -383,17 +368,10 @@ impl Tree {
         q.trailing_zeros().min(floor_log2(rem)).min(self.top)
     }
 
-    fn cache_slot(&self, a: usize, k: u32) -> Option<usize> {
-        let r = (k - self.min) as usize;
-        self.cache.get(r)?[..self.cache_len[r] as usize]
-            .iter()
-            .position(|&x| x == a)
-    }
-
     /// Splits free-and-taken block `(a, j)` down to order `k`, keeping the child that contains
     /// `p` at each step and freeing the other.
     #[inline]
-    fn split_down(&mut self, p: usize, mut j: u32, k: u32) {
+    pub(crate) fn split_down(&mut self, p: usize, mut j: u32, k: u32) {
         while j > k {
             self.set_split(align_down(p, j), j);
             j -= 1;
@@ -408,91 +386,13 @@ impl Tree {
         }
     }
 
-    /// Takes one block of order `k`: the deferred cache, then the smallest fitting order in the
-    /// bitmaps (lowest address), then a larger cached block, then after coalescing the cache.
-    /// `O(log n)`.
+    /// Takes a block of order `k` from the bitmaps: the lowest-addressed free block of the
+    /// smallest order that fits, split down. `O(log n)`.
     #[inline]
-    pub(crate) fn alloc_block(&mut self, k: u32) -> Option<usize> {
-        let r = k.wrapping_sub(self.min) as usize;
-        if r < CACHE_ORDERS && k <= self.top && self.cache_len[r] > 0 {
-            self.cache_len[r] -= 1;
-            return Some(self.cache[r][self.cache_len[r] as usize]);
-        }
-        self.alloc_block_slow(k)
-    }
-
-    /// Pops a cached block of order `k` (`min <= k < min + CACHE_ORDERS`), if any: the
-    /// allocation fast path. `O(1)`, no metadata touched.
-    #[inline]
-    pub(crate) fn cache_pop(&mut self, k: u32) -> Option<usize> {
-        let r = k.wrapping_sub(self.min) as usize;
-        let n = self.cache_len.get_mut(r)?;
-        let i = n.checked_sub(1)?;
-        let c = *self.cache.get(r)?.get(i as usize)?;
-        *n = i;
-        Some(c)
-    }
-
-    /// Pushes allocated block `(a, k)` into the cache if its order has room: the free fast
-    /// path. `O(1)`, no metadata touched.
-    #[inline]
-    pub(crate) fn cache_push(&mut self, a: usize, k: u32) -> bool {
-        let r = k.wrapping_sub(self.min) as usize;
-        match self.cache_len.get_mut(r) {
-            Some(n) => match self.cache.get_mut(r).and_then(|c| c.get_mut(*n as usize)) {
-                Some(slot) => {
-                    *slot = a;
-                    *n += 1;
-                    true
-                }
-                None => false,
-            },
-            _ => false,
-        }
-    }
-
-    /// The cache of order `k` has room for one more block.
-    #[inline]
-    pub(crate) fn cache_has_room(&self, k: u32) -> bool {
-        let r = k.wrapping_sub(self.min) as usize;
-        self.cache_len
-            .get(r)
-            .is_some_and(|&n| (n as usize) < CACHE_SLOTS)
-    }
-
-    /// [`alloc_block`](Tree::alloc_block) when the cache of order `k` is empty.
-    #[inline(never)]
-    fn alloc_block_slow(&mut self, k: u32) -> Option<usize> {
-        if k > self.top || k < self.min {
+    pub(crate) fn alloc_from_bitmaps(&mut self, k: u32) -> Option<usize> {
+        if k < self.min || k > self.top {
             return None;
         }
-        let r = (k - self.min) as usize;
-        if let Some(a) = self.alloc_from_bitmaps(k) {
-            return Some(a);
-        }
-        for rr in r + 1..CACHE_ORDERS {
-            if self.cache_len[rr] > 0 {
-                self.cache_len[rr] -= 1;
-                let a = self.cache[rr][self.cache_len[rr] as usize];
-                self.split_down(a, self.min + rr as u32, k);
-                return Some(a);
-            }
-        }
-        // Coalesce the smaller cached blocks, one order at a time from the largest, until the
-        // request fits: a flush of the whole cache is up to 384 merges in one call.
-        for rr in (0..r.min(CACHE_ORDERS)).rev() {
-            if self.cache_len[rr] > 0 {
-                self.flush_order(rr);
-                if let Some(a) = self.alloc_from_bitmaps(k) {
-                    return Some(a);
-                }
-            }
-        }
-        None
-    }
-
-    #[inline]
-    fn alloc_from_bitmaps(&mut self, k: u32) -> Option<usize> {
         let r = k - self.min;
         let mask = self.nonempty & (u64::MAX << r);
         if mask == 0 {
@@ -526,33 +426,9 @@ impl Tree {
         }
     }
 
-    /// Frees block `(a, k)`: into the deferred cache when `cache` and there is room, else merged
-    /// with its free buddies. `O(top - k)`.
-    #[inline]
-    pub(crate) fn free_block(&mut self, a: usize, k: u32, cache: bool) {
-        if !cache || self.cache_push(a, k) {
-            if !cache {
-                self.merge(a, k);
-            }
-            return;
-        }
-        // The cache of this order is full (or the order has none): the block at the highest
-        // address goes to the bitmaps, so that cached reuse keeps to low addresses.
-        let r = k.wrapping_sub(self.min) as usize;
-        let mut victim = a;
-        if let Some(slots) = self.cache.get_mut(r) {
-            if let Some(hi) = slots.iter_mut().max_by_key(|c| **c) {
-                if *hi > a {
-                    victim = core::mem::replace(hi, a);
-                }
-            }
-        }
-        self.merge(victim, k);
-    }
-
     /// Frees block `(a, k)` into the bitmaps, merged with its free buddies. `O(top - k)`.
     #[inline(never)]
-    fn merge(&mut self, mut a: usize, mut k: u32) {
+    pub(crate) fn merge(&mut self, mut a: usize, mut k: u32) {
         while k < self.top {
             let b = a ^ (1 << k);
             if !self.is_free(b, k) {
@@ -568,10 +444,8 @@ impl Tree {
     }
 
     /// Frees the run of `s` bytes at `a` (its pieces: the greedy decomposition of `[a, a + s)`
-    /// into aligned blocks). A run of one piece may go to the deferred cache if `cache`.
-    /// `O(log n)`.
-    pub(crate) fn free_run(&mut self, mut a: usize, s: usize, cache: bool) {
-        let single = self.piece(a, s) == floor_log2(s) && s.is_power_of_two();
+    /// into aligned blocks) into the bitmaps. `O(log n)`.
+    pub(crate) fn free_run(&mut self, mut a: usize, s: usize) {
         let mut rem = s;
         while rem != 0 {
             let h = self.piece(a, rem);
@@ -579,7 +453,7 @@ impl Tree {
             if rem != 0 {
                 self.clear_cont(a, h);
             }
-            self.free_block(a, h, cache && single);
+            self.merge(a, h);
             a += 1 << h;
         }
     }
@@ -592,7 +466,7 @@ impl Tree {
         if a != p {
             return Err(FreeError::Interior);
         }
-        if self.is_free(a, k) || self.cache_slot(a, k).is_some() {
+        if self.is_free(a, k) {
             return Err(FreeError::DoubleFree);
         }
         if p > self.start {
@@ -692,53 +566,38 @@ impl Tree {
         true
     }
 
-    /// Coalesces every block of the deferred cache into the bitmaps.
-    pub(crate) fn flush(&mut self) {
-        for r in 0..CACHE_ORDERS {
-            self.flush_order(r);
-        }
-        debug!("buddy: deferred cache flushed");
-    }
-
-    /// Coalesces the cached blocks of order `min + r` into the bitmaps.
-    fn flush_order(&mut self, r: usize) {
-        while self.cache_len[r] > 0 {
-            self.cache_len[r] -= 1;
-            let a = self.cache[r][self.cache_len[r] as usize];
-            self.free_block(a, self.min + r as u32, false);
-        }
-    }
-
-    /// Adds this tree's free blocks per order (cache included) into `out` (indexed by order).
+    /// Adds this tree's free blocks per order (the bitmaps') into `out` (indexed by order).
     pub(crate) fn add_free_counts(&self, out: &mut [usize; 64]) {
         for k in self.min..=self.top {
             let r = (k - self.min) as usize;
             out[k as usize] += self.free_count[r];
-            if r < CACHE_ORDERS {
-                out[k as usize] += self.cache_len[r] as usize;
-            }
         }
     }
 
-    /// The minimum block at `p` (in the usable range) is inside a free or cached block.
+    /// The minimum block at `p` (in the usable range) is inside a free block of the bitmaps.
     pub(crate) fn is_free_at(&self, p: usize) -> bool {
         let (a, k) = self.leaf(p);
-        self.is_free(a, k) || self.cache_slot(a, k).is_some()
+        self.is_free(a, k)
     }
 
-    /// Blocks in the deferred cache.
-    pub(crate) fn cached_blocks(&self) -> usize {
-        self.cache_len.iter().map(|&n| n as usize).sum()
+    /// The tree node (free or allocated leaf) containing `p` (in the usable range).
+    pub(crate) fn leaf_of(&self, p: usize) -> (usize, u32) {
+        self.leaf(p)
     }
 
-    /// Order of the largest free block (cache included).
+    /// Block `(a, k)` is an allocated leaf: what a cached block must be.
+    pub(crate) fn is_allocated_leaf(&self, a: usize, k: u32) -> bool {
+        k >= self.min
+            && k <= self.top
+            && self.contains(a)
+            && a % (1 << k) == 0
+            && self.leaf(a) == (a, k)
+            && !self.f(a, k)
+    }
+
+    /// Order of the largest free block in the bitmaps.
     pub(crate) fn largest_free_order(&self) -> Option<u32> {
-        let bitmap = (self.nonempty != 0).then(|| self.min + 63 - self.nonempty.leading_zeros());
-        let cached = (0..CACHE_ORDERS)
-            .rev()
-            .find(|&r| self.cache_len[r] > 0)
-            .map(|r| self.min + r as u32);
-        bitmap.max(cached)
+        (self.nonempty != 0).then(|| self.min + 63 - self.nonempty.leading_zeros())
     }
 
     /// Verifies every invariant of the structure (see the module docs). `O(n)` in minimum blocks.
@@ -773,28 +632,6 @@ impl Tree {
                     || (k > self.min && bitmap::test(self.meta, l.split_off, l.stride(), i))
                 {
                     return Err(err("bit set past the end of a bitmap"));
-                }
-            }
-        }
-        for r in 0..CACHE_ORDERS {
-            let k = self.min + r as u32;
-            for (n, &c) in self.cache[r][..self.cache_len[r] as usize]
-                .iter()
-                .enumerate()
-            {
-                let err = |what| crate::CheckError {
-                    what,
-                    addr: c,
-                    order: k,
-                };
-                if k > self.top || !self.contains(c) || c % (1 << k) != 0 {
-                    return Err(err("cached block outside the tree"));
-                }
-                if self.leaf(c) != (c, k) || self.f(c, k) {
-                    return Err(err("cached block is not an allocated leaf"));
-                }
-                if self.cache[r][..n].contains(&c) {
-                    return Err(err("block cached twice"));
                 }
             }
         }

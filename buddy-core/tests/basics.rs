@@ -136,6 +136,47 @@ fn every_alignment_up_to_the_largest_block_is_honoured() {
 }
 
 #[test]
+fn the_regions_of_a_heap_share_one_deferred_cache() {
+    let mut h = Heap::new();
+    for _ in 0..2 {
+        let (p, len) = common::region(8192, 0);
+        // SAFETY: the region is fresh leaked memory that only this heap uses.
+        unsafe { h.add_region(p, len) }.unwrap();
+    }
+    let (r1, r1_end) = h.ranges().nth(1).unwrap();
+    // The first region fills first: allocate until a block lands in the second.
+    let mut live = Vec::new();
+    let in_second = loop {
+        let p = h.alloc(l(64, 8)).unwrap();
+        if (r1..r1_end).contains(&(p.as_ptr() as usize)) {
+            break p;
+        }
+        live.push(p);
+    };
+    // SAFETY: live allocation with this layout.
+    unsafe { h.dealloc(in_second, l(64, 8)) };
+    assert_eq!(h.stats().cached_blocks, 1);
+    assert_eq!(h.block_state(in_second.as_ptr() as usize), BlockState::Free);
+    // SAFETY: `free` checks its pointer; a cached block is refused (what the test checks).
+    assert_eq!(unsafe { h.free(in_second) }, Err(FreeError::DoubleFree));
+    assert_eq!(h.usable_size(in_second), Err(FreeError::DoubleFree));
+    h.check().unwrap();
+    // The next request of that order takes it back from the shared cache.
+    assert_eq!(h.alloc(l(64, 8)).unwrap(), in_second);
+    assert_eq!(h.stats().cached_blocks, 0);
+    // SAFETY: live allocation; freed size-less this time.
+    assert_eq!(unsafe { h.free(in_second) }, Ok(64));
+    for p in live {
+        // SAFETY: live allocations with this layout.
+        unsafe { h.dealloc(p, l(64, 8)) };
+    }
+    h.flush();
+    h.check().unwrap();
+    assert_eq!(h.stats().allocated_bytes, 0);
+    assert_eq!(h.stats().cached_blocks, 0);
+}
+
+#[test]
 fn several_regions_serve_one_heap() {
     let mut h = Heap::new();
     for _ in 0..3 {
