@@ -269,8 +269,10 @@ impl Counters {
 pub struct Heap {
     config: Config,
     trees: heapless::Vec<Tree, MAX_REGIONS>,
-    /// Pointers of the regions as given, to hand out pointers with their provenance.
-    bases: heapless::Vec<*mut u8, MAX_REGIONS>,
+    /// Pointers of the regions as given (in `trees`' order; null past them), to hand out
+    /// pointers with their provenance. A plain array: indexed by a region number masked to
+    /// `MAX_REGIONS - 1` it needs no bounds check on the fast path.
+    bases: [*mut u8; MAX_REGIONS],
     /// Shift of the minimum block (valid whenever a region exists).
     min: u32,
     /// Largest order any region can hold (0 without regions).
@@ -315,7 +317,7 @@ impl Heap {
         Heap {
             config,
             trees: heapless::Vec::new(),
-            bases: heapless::Vec::new(),
+            bases: [core::ptr::null_mut(); MAX_REGIONS],
             // Set with the first region (a region is only added with a valid minimum block).
             min: 0,
             max_top: 0,
@@ -583,8 +585,8 @@ impl Heap {
             };
             self.fast_max = cached.min(single);
         }
+        self.bases[self.trees.len() % MAX_REGIONS] = base;
         let _ = self.trees.push(tree);
-        let _ = self.bases.push(base);
     }
 
     /// Order and handed-out size of a request, or why it cannot be served by any region.
@@ -637,7 +639,7 @@ impl Heap {
 
     #[inline]
     fn ptr(&self, t: usize, a: usize) -> NonNull<u8> {
-        let base = self.bases[t];
+        let base = self.bases[t % MAX_REGIONS];
         // SAFETY: `a` is inside region `t` (it is a block of its tree), so not null.
         unsafe { NonNull::new_unchecked(base.with_addr(a)) }
     }
