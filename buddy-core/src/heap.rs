@@ -89,17 +89,15 @@ impl Config {
 
     /// Requests of at most `bytes` take one power-of-two block even with exact fit on
     /// (default [`DEFAULT_EXACT_FIT_ABOVE`], 4 KiB). Why: a single block can wait in the
-    /// deferred cache and serve the next request of its order without any split or merge,
-    /// while a run is merged back at once. Measured on a `random-actions`-style workload
-    /// (64 MiB, sizes skewed small up to 8 KiB; cachegrind), exact fit for every size costs
-    /// 2.2x the instructions of this default (471 M vs 215 M for the same 430 k calls), for
-    /// about 1.3 points of heap efficiency (85.7% vs 84.4%, mean of 10 seeds).
+    /// deferred cache and serve the next request of its order without any split or merge (the
+    /// inlined fast path), while a run is carved, and merged back when freed.
     ///
-    /// For the tightest packing on mixed sizes, `exact_fit_above(2048)` with the default 4
-    /// pieces: 84.3% heap efficiency on the bench's workload against 79.6% (mean of 20 seeds),
-    /// but requests between 2 and 4 KiB then miss the deferred cache (`random-actions` ~47
-    /// against ~37 ns a call). Exact fit for every size (`exact_fit_above(0)`) packs no better
-    /// there (84.6%): small runs leave small tails that few later requests fit.
+    /// Measured with `cargo xtask bench` (64 MiB, sizes skewed small up to 8 KiB):
+    /// `exact_fit_above(2048)` packs tighter, 84.3% heap efficiency against 79.6% (mean of 20
+    /// seeds), but requests between 2 and 4 KiB then leave the fast path: `random-actions`
+    /// ~41 against ~31 ns a call, `pairs` 4.3 against 3.5. Exact fit for every size
+    /// (`exact_fit_above(0)`) packs no better there (84.6%): small runs leave small tails that
+    /// few later requests fit.
     pub const fn exact_fit_above(self, bytes: usize) -> Config {
         Config {
             exact_fit_above_x: bytes ^ DEFAULT_EXACT_FIT_ABOVE,
