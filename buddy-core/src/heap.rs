@@ -203,6 +203,12 @@ pub const fn metadata_words(len: usize, min_block: usize) -> usize {
     total
 }
 
+/// An allocation of `s` bytes at `p` is one buddy block (not an exact-fit run).
+#[inline]
+fn single_block(p: usize, s: usize) -> bool {
+    s.is_power_of_two() && p & (s - 1) == 0
+}
+
 /// The figures behind [`Stats`], kept so that an allocation and a free share no counter: each
 /// counter is a chain of read-modify-writes through memory, and alloc/free pairs would
 /// otherwise wait on each other's stores (measured: 1.4 ns a call on `pairs` with the
@@ -275,8 +281,8 @@ pub struct Heap {
     min: u32,
     /// Largest order any region can hold (0 without regions).
     max_top: u32,
-    /// Largest `max(size, align)` the fast paths serve from the first region's deferred
-    /// cache: a single power-of-two block of a cached order (0 without regions).
+    /// Largest `max(size, align)` the fast paths serve from the deferred cache: a single
+    /// power-of-two block of a cached order of the first region (0 without regions).
     fast_max: usize,
     /// Freed small blocks of every region, not merged yet (`cache.rs`).
     cache: Cache,
@@ -349,8 +355,8 @@ impl Heap {
         let p = slot.as_mut_ptr();
         // SAFETY: `p` is valid for writes of one `Heap`. All zero bits is `Heap::new()`: every
         // field of it is zero (`Config` stores its fields as differences from the defaults;
-        // counters, orders and lengths are 0) but the vectors' uninitialised buffers, for
-        // which zeros are as good as anything (a static `Heap::new()` lands in `.bss`: the
+        // counters, orders, lengths and base pointers are 0 or null) but the uninitialised
+        // buffer of `trees`, for which zeros are as good as anything (a static `Heap::new()` lands in `.bss`: the
         // firmware pass of `cargo xtask test` checks it). `with_config` differs from it in
         // `config` only.
         unsafe {
@@ -735,6 +741,17 @@ impl Heap {
             .find_map(|(t, tree)| tree.alloc_from_bitmaps(k).map(|a| (a, t)))
     }
 
+    /// Frees the live allocation of `s` bytes at `p` in region `t`, and counts it: one block
+    /// (the common case) to the deferred cache, a run straight to the bitmaps.
+    fn release(&mut self, t: usize, p: usize, s: usize) {
+        if single_block(p, s) {
+            self.free_single(p, s.trailing_zeros(), t);
+        } else {
+            self.trees[t].free_run(p, s);
+        }
+        self.note_free(s);
+    }
+
     /// Frees single block `(a, k)` of region `t`: into the cache, or merged (the cache's
     /// highest block instead of it when the order is full).
     fn free_single(&mut self, a: usize, k: u32, t: usize) {
@@ -755,7 +772,7 @@ impl Heap {
     fn run_at(&self, t: usize, p: usize) -> Result<usize, FreeError> {
         let s = self.trees[t].run_at(p)?;
         let r = s.trailing_zeros().wrapping_sub(self.min) as usize;
-        if s.is_power_of_two() && p & (s - 1) == 0 && self.cache.contains(r, p, t) {
+        if single_block(p, s) && self.cache.contains(r, p, t) {
             return Err(FreeError::DoubleFree);
         }
         Ok(s)
@@ -790,12 +807,13 @@ impl Heap {
     #[inline(always)]
     pub unsafe fn dealloc(&mut self, ptr: NonNull<u8>, layout: Layout) {
         let p = ptr.as_ptr() as usize;
-        // Fast path: a single block of a cached order of the first region, cache not full.
-        // (An allocation resized in place may be a run of a power-of-two size that is not
-        // aligned to it: that takes the slow path.)
+        // Fast path: a single block of a cached order of the first region, cache not full
+        // (other regions go through the slow path to the same cache). An allocation resized
+        // in place may be a run of a power-of-two size that is not aligned to it: that takes
+        // the slow path too.
         if let Some(k) = self.fast_order(layout)
             && p & ((1 << k) - 1) == 0
-            && let Some(t) = self.trees.first_mut()
+            && let Some(t) = self.trees.first()
             && t.owns(p)
         {
             debug_assert_eq!(t.run_at(p), Ok(1 << k), "dealloc with a wrong layout");
@@ -823,13 +841,7 @@ impl Heap {
             return;
         };
         debug_assert_eq!(self.run_at(t, p), Ok(s), "dealloc with a wrong layout");
-        if s.is_power_of_two() && p & (s - 1) == 0 {
-            // One block (the common case): to the deferred cache or merged.
-            self.free_single(p, s.trailing_zeros(), t);
-        } else {
-            self.trees[t].free_run(p, s);
-        }
-        self.note_free(s);
+        self.release(t, p, s);
     }
 
     /// Frees the allocation starting at `ptr` without being told its size (C's `free`): the
@@ -856,12 +868,7 @@ impl Heap {
         };
         match r {
             Ok((t, s)) => {
-                if s.is_power_of_two() && p & (s - 1) == 0 {
-                    self.free_single(p, s.trailing_zeros(), t);
-                } else {
-                    self.trees[t].free_run(p, s);
-                }
-                self.note_free(s);
+                self.release(t, p, s);
                 Ok(s)
             }
             Err(e) => {
@@ -939,8 +946,7 @@ impl Heap {
             return Ok(());
         }
         let tree = &mut self.trees[t];
-        let single = |s: usize| s.is_power_of_two() && p & (s - 1) == 0;
-        if single(s_old) && single(s_new) {
+        if single_block(p, s_old) && single_block(p, s_new) {
             // One block to another: split off, or absorb, the buddies on the right. No merge
             // up and split down again, and nothing touched if it cannot be done.
             if !tree.resize_block(p, s_old.trailing_zeros(), s_new.trailing_zeros()) {
@@ -1058,8 +1064,9 @@ impl Heap {
         let pushed = self.cache.push(r_old, p, t);
         debug_assert!(pushed);
         let moved = self.ptr(ta, a);
-        // SAFETY: `ptr` is live with at least `new.size() < old.size()` bytes (the caller's
-        // contract); `moved` is a free block of `2^k_new >= new.size()` bytes, so distinct.
+        // SAFETY: `ptr` is live with `old.size()` bytes (the caller's contract) and `moved` was
+        // a free block of `2^k_new >= new.size()` bytes, so they are distinct and both hold
+        // the `min` of the two sizes that is copied.
         unsafe {
             core::ptr::copy_nonoverlapping(ptr.as_ptr(), moved.as_ptr(), new.size().min(old.size()))
         };
@@ -1070,9 +1077,9 @@ impl Heap {
 
     /// Coalesces the deferred cache: every recently freed block is merged with its buddies.
     ///
-    /// Freed small blocks are kept out of the bitmaps for a while (up to 32 per order for the 12
-    /// smallest orders, shared by all regions), so that alloc/free pairs do not split and merge a dozen levels each
-    /// time. They are served like any free block and counted as free in [`Stats`]; the only
+    /// Freed small blocks are kept out of the bitmaps for a while (up to 32 per order for the
+    /// 12 smallest orders, shared by all regions), so that alloc/free pairs do not split and
+    /// merge a dozen levels each time. They are served like any free block and counted as free in [`Stats`]; the only
     /// visible difference is the shape of the free lists. After freeing everything, call
     /// `flush` to get the heap back to exactly its initial shape.
     ///
@@ -1180,7 +1187,7 @@ impl Heap {
         if !tree.contains(addr) {
             return BlockState::Metadata;
         }
-        let (a, k) = tree.leaf_of(addr);
+        let (a, k) = tree.leaf(addr);
         let cached = self.cache.contains(k.wrapping_sub(self.min) as usize, a, t);
         if cached || tree.is_free_at(addr) {
             BlockState::Free

@@ -316,7 +316,7 @@ impl Tree {
     /// ancestor is the leaf's parent. Small blocks (the common case) are found in a step or
     /// two. `O(top - min)`.
     #[inline]
-    fn leaf(&self, p: usize) -> (usize, u32) {
+    pub(crate) fn leaf(&self, p: usize) -> (usize, u32) {
         let mut k = self.min;
         while k < self.top {
             let parent = align_down(p, k + 1);
@@ -578,11 +578,6 @@ impl Tree {
     pub(crate) fn is_free_at(&self, p: usize) -> bool {
         let (a, k) = self.leaf(p);
         self.is_free(a, k)
-    }
-
-    /// The tree node (free or allocated leaf) containing `p` (in the usable range).
-    pub(crate) fn leaf_of(&self, p: usize) -> (usize, u32) {
-        self.leaf(p)
     }
 
     /// Block `(a, k)` is an allocated leaf: what a cached block must be.

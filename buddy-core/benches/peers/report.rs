@@ -863,7 +863,7 @@ fn targets(r: &Results) -> Vec<Target> {
         ));
         // Not the target: the live set held fixed, so that only the heap grows.
         let [f1, f3] = [&s1, &s3].map(|n| n.replacen("scaling", "fixed", 1));
-        if let (Some(a), Some(b)) = (r.work(&f1), r.work(&s3.replacen("scaling", "fixed", 1))) {
+        if let (Some(a), Some(b)) = (r.work(&f1), r.work(&f3)) {
             let x = b.ns_of("buddy") / a.ns_of("buddy");
             let floor = b.ns_of("floor") / a.ns_of("floor");
             v.push(Target {
