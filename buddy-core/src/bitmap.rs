@@ -208,6 +208,52 @@ pub(crate) fn first(meta: &[u64], b: &Summarised) -> Option<usize> {
     Some(i * 64 + word.trailing_zeros() as usize)
 }
 
+/// Index of the lowest set (unmasked) bit at or after `from`, if any. `O(levels)`.
+pub(crate) fn next(meta: &[u64], b: &Summarised, from: usize) -> Option<usize> {
+    if from >= b.n {
+        return None;
+    }
+    let mut offs = [0usize; MAX_LEVELS];
+    let mut widths = [0usize; MAX_LEVELS];
+    let mut levels = 1;
+    let (mut o, mut width) = (b.summary(), words(b.n));
+    widths[0] = width;
+    while width > 1 {
+        offs[levels] = o;
+        o += words(width);
+        width = words(width);
+        widths[levels] = width;
+        levels += 1;
+    }
+    let w = from / 64;
+    let v = b.effective(meta, w) & (u64::MAX << (from % 64));
+    if v != 0 {
+        return Some(w * 64 + v.trailing_zeros() as usize);
+    }
+    // Bits of level l index the words of level l - 1 (widths[l - 1] of them).
+    let mut idx = w + 1;
+    let mut l = 1;
+    let mut j = loop {
+        if l >= levels || idx >= widths[l - 1] {
+            return None;
+        }
+        tick();
+        let v = meta[offs[l] + idx / 64] & (u64::MAX << (idx % 64));
+        if v != 0 {
+            break (idx / 64) * 64 + v.trailing_zeros() as usize;
+        }
+        idx = idx / 64 + 1;
+        l += 1;
+    };
+    while l > 1 {
+        l -= 1;
+        tick();
+        j = j * 64 + meta[offs[l] + j].trailing_zeros() as usize;
+    }
+    let v = b.effective(meta, j);
+    (v != 0).then(|| j * 64 + v.trailing_zeros() as usize)
+}
+
 /// Checks that every summary bit agrees with the level below it, and that no bit is set past
 /// the end of any level.
 pub(crate) fn summaries_consistent(meta: &[u64], b: &Summarised) -> bool {

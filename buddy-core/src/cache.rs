@@ -112,3 +112,127 @@ impl Cache {
             .map(|&e| (e & !TAG, e & TAG))
     }
 }
+
+/// Sets of the run cache (a power of two).
+pub(crate) const RUN_SETS: usize = 32;
+/// Runs per set.
+pub(crate) const RUN_WAYS: usize = 16;
+
+/// The deferred cache of exact-fit runs: freed runs kept allocated in the bitmaps, to serve
+/// the next request of exactly their size without carving a block and merging it back.
+///
+/// Set-associative, keyed by the run's length in minimum blocks (`units`, never 0: a way
+/// with 0 units is empty), so that any configuration's run sizes share one small table.
+/// All zero bits is an empty cache.
+pub(crate) struct RunCache {
+    /// Address | region index, as in [`Cache`].
+    addr: [[usize; RUN_WAYS]; RUN_SETS],
+    units: [[u32; RUN_WAYS]; RUN_SETS],
+    /// Runs cached.
+    len: usize,
+}
+
+#[inline]
+fn set_of(units: u32) -> usize {
+    (units.wrapping_mul(0x9e37_79b9) >> (32 - RUN_SETS.trailing_zeros())) as usize
+}
+
+impl RunCache {
+    pub(crate) const fn new() -> RunCache {
+        RunCache {
+            addr: [[0; RUN_WAYS]; RUN_SETS],
+            units: [[0; RUN_WAYS]; RUN_SETS],
+            len: 0,
+        }
+    }
+
+    /// Runs cached.
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Takes a cached run of `units` minimum blocks whose address is a multiple of
+    /// `align_mask + 1`: `(address, region)`.
+    #[inline]
+    pub(crate) fn pop(&mut self, units: u32, align_mask: usize) -> Option<(usize, usize)> {
+        let set = set_of(units);
+        let (us, addrs) = (self.units.get_mut(set)?, self.addr.get(set)?);
+        for (u, &e) in us.iter_mut().zip(addrs) {
+            if *u == units && (e & !TAG) & align_mask == 0 {
+                *u = 0;
+                self.len -= 1;
+                return Some((e & !TAG, e & TAG));
+            }
+        }
+        None
+    }
+
+    /// Caches run `a` of region `t`, `units` minimum blocks long (`units > 0`). When its set
+    /// is full, the run at the highest address in the set makes room if it is above `a`.
+    /// Returns the run that must go to the bitmaps instead, if any: `(address, region,
+    /// units)`.
+    #[inline]
+    pub(crate) fn push_or_evict(
+        &mut self,
+        units: u32,
+        a: usize,
+        t: usize,
+    ) -> Option<(usize, usize, u32)> {
+        let set = set_of(units);
+        let (Some(us), Some(addrs)) = (self.units.get_mut(set), self.addr.get_mut(set)) else {
+            return Some((a, t, units));
+        };
+        if let Some(w) = us.iter().position(|&u| u == 0) {
+            us[w] = units;
+            addrs[w] = a | t;
+            self.len += 1;
+            return None;
+        }
+        let Some(w) = (0..RUN_WAYS).max_by_key(|&w| addrs[w] & !TAG) else {
+            return Some((a, t, units));
+        };
+        if addrs[w] & !TAG < a {
+            return Some((a, t, units));
+        }
+        let out = (addrs[w] & !TAG, addrs[w] & TAG, us[w]);
+        (addrs[w], us[w]) = (a | t, units);
+        Some(out)
+    }
+
+    /// Takes any cached run: `(address, region, units)`.
+    pub(crate) fn pop_any(&mut self) -> Option<(usize, usize, u32)> {
+        if self.len == 0 {
+            return None;
+        }
+        for (us, addrs) in self.units.iter_mut().zip(&self.addr) {
+            for (u, &e) in us.iter_mut().zip(addrs) {
+                if *u != 0 {
+                    let units = core::mem::replace(u, 0);
+                    self.len -= 1;
+                    return Some((e & !TAG, e & TAG, units));
+                }
+            }
+        }
+        None
+    }
+
+    /// Run `a` of region `t`, `units` long, is cached.
+    pub(crate) fn contains(&self, units: u32, a: usize, t: usize) -> bool {
+        let set = set_of(units);
+        self.units[set]
+            .iter()
+            .zip(&self.addr[set])
+            .any(|(&u, &e)| u == units && e == a | t)
+    }
+
+    /// The cached runs, `(address, region, units)`.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (usize, usize, u32)> + '_ {
+        self.units
+            .iter()
+            .flatten()
+            .zip(self.addr.iter().flatten())
+            .filter(|(u, _)| **u != 0)
+            .map(|(&u, &e)| (e & !TAG, e & TAG, u))
+    }
+}

@@ -4,7 +4,7 @@ use core::alloc::Layout;
 use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 
-use crate::cache::{CACHE_ORDERS, Cache};
+use crate::cache::{CACHE_ORDERS, Cache, RunCache};
 use crate::order::{align_down, align_up, floor_log2};
 use crate::stats::Stats;
 use crate::tree::{MAX_ORDERS, Plan, Tree};
@@ -203,6 +203,10 @@ pub const fn metadata_words(len: usize, min_block: usize) -> usize {
     total
 }
 
+/// Free blocks of a run's largest order that [`Heap::place_run`] tries before it splits a
+/// larger block.
+const PLACE_TRIES: u32 = 4;
+
 /// An allocation of `s` bytes at `p` is one buddy block (not an exact-fit run).
 #[inline]
 fn single_block(p: usize, s: usize) -> bool {
@@ -286,6 +290,8 @@ pub struct Heap {
     fast_max: usize,
     /// Freed small blocks of every region, not merged yet (`cache.rs`).
     cache: Cache,
+    /// Freed exact-fit runs of every region, not merged yet (`cache.rs`).
+    runs: RunCache,
     counters: Counters,
 }
 
@@ -327,6 +333,7 @@ impl Heap {
             max_top: 0,
             fast_max: 0,
             cache: Cache::new(),
+            runs: RunCache::new(),
             counters: Counters {
                 allocations: 0,
                 frees: 0,
@@ -690,6 +697,19 @@ impl Heap {
                 return Err(e);
             }
         };
+        if s < 1 << k
+            && let Some(u) = self.run_units(s)
+            && let Some((a, t)) = self.runs.pop(u, layout.align() - 1)
+        {
+            self.note_alloc(layout.size(), s);
+            return Ok(self.ptr(t, a));
+        }
+        if s < 1 << k
+            && let Some((a, t)) = self.place_run(k, s, layout.align())
+        {
+            self.note_alloc(layout.size(), s);
+            return Ok(self.ptr(t, a));
+        }
         if let Some((a, t)) = self.take_block(k) {
             if s < 1 << k {
                 self.trees[t].carve(a, k, s);
@@ -722,11 +742,65 @@ impl Heap {
                 return Some((a, t));
             }
         }
+        if self.runs.len() > 0 {
+            self.flush_runs();
+            if let Some(b) = self.take_from_bitmaps(k) {
+                return Some(b);
+            }
+        }
         for rr in (0..r.min(CACHE_ORDERS)).rev() {
             if self.cache.len(rr) > 0 {
                 self.flush_order(rr);
                 if let Some(b) = self.take_from_bitmaps(k) {
                     return Some(b);
+                }
+            }
+        }
+        None
+    }
+
+    /// Places a run of `s` bytes (`s < 2^k`) in the free space
+    /// beside a free block `b` of order `h = k - 1`, its largest piece, instead of splitting
+    /// a block of order `k`: at `b` over a free prefix of `b`'s buddy when `b` is a left
+    /// child, or ending at `b + 2^h` over a free suffix of the buddy when `b` is a right
+    /// child. Tries the lowest [`PLACE_TRIES`] free blocks of order `h`; `None`, and nothing
+    /// changed, when none has the room.
+    ///
+    /// Why: carving every run from a block of its own order leaves its tail free in small
+    /// blocks, and when more tails are freed than small requests take, they pile up between
+    /// live runs where no large request fits. Filling the space beside a free block instead
+    /// uses those tails and keeps large blocks whole. Measured with the bench's `efficiency`
+    /// workload (64 MiB, 20 seeds, exact fit above 256 bytes with 5 pieces): 91.0% without,
+    /// 93.8% with.
+    ///
+    /// `O(PLACE_TRIES × log n)`: each try is a find-first, a walk down the buddy, and a claim.
+    fn place_run(&mut self, k: u32, s: usize, align: usize) -> Option<(usize, usize)> {
+        let h = k - 1;
+        // A small run in a block of a large alignment has no piece of order `h`.
+        let r = s.checked_sub(1 << h).filter(|&r| r > 0)?;
+        let mut tries = PLACE_TRIES;
+        for (t, tree) in self.trees.iter_mut().enumerate() {
+            let mut from = 0;
+            while tries > 0 {
+                tries -= 1;
+                let Some(b) = tree.next_free(h, from) else {
+                    break;
+                };
+                from = b + (1 << h);
+                let buddy = b ^ (1 << h);
+                let p = if b & (1 << h) == 0 {
+                    if tree.free_prefix(buddy, h, r) < r {
+                        continue;
+                    }
+                    b
+                } else {
+                    if tree.free_suffix(buddy, h, r) < r {
+                        continue;
+                    }
+                    b - r
+                };
+                if p % align == 0 && tree.claim(p, s) {
+                    return Some((p, t));
                 }
             }
         }
@@ -746,6 +820,10 @@ impl Heap {
     fn release(&mut self, t: usize, p: usize, s: usize) {
         if single_block(p, s) {
             self.free_single(p, s.trailing_zeros(), t);
+        } else if let Some(u) = self.run_units(s) {
+            if let Some((a, ta, u)) = self.runs.push_or_evict(u, p, t) {
+                self.trees[ta].free_run(a, (u as usize) << self.min);
+            }
         } else {
             self.trees[t].free_run(p, s);
         }
@@ -757,6 +835,22 @@ impl Heap {
     fn free_single(&mut self, a: usize, k: u32, t: usize) {
         if let Some((v, vt)) = self.cache.push_or_evict((k - self.min) as usize, a, t) {
             self.trees[vt].merge(v, k);
+        }
+    }
+
+    /// Length in minimum blocks of a run of `s` bytes that the run cache takes: not a power of
+    /// two (those are single blocks, or runs grown in place that no request asks for) and
+    /// shorter than the largest cached order.
+    #[inline]
+    fn run_units(&self, s: usize) -> Option<u32> {
+        let u = s >> self.min;
+        (!s.is_power_of_two() && u < 1 << CACHE_ORDERS).then_some(u as u32)
+    }
+
+    /// Frees every cached run into its region's bitmaps.
+    fn flush_runs(&mut self) {
+        while let Some((a, t, u)) = self.runs.pop_any() {
+            self.trees[t].free_run(a, (u as usize) << self.min);
         }
     }
 
@@ -773,6 +867,11 @@ impl Heap {
         let s = self.trees[t].run_at(p)?;
         let r = s.trailing_zeros().wrapping_sub(self.min) as usize;
         if single_block(p, s) && self.cache.contains(r, p, t) {
+            return Err(FreeError::DoubleFree);
+        }
+        if let Some(u) = self.run_units(s)
+            && self.runs.contains(u, p, t)
+        {
             return Err(FreeError::DoubleFree);
         }
         Ok(s)
@@ -1013,6 +1112,9 @@ impl Heap {
                 return Ok(moved);
             }
         }
+        if let Some(moved) = self.move_via_caches(ptr, old, new) {
+            return Ok(moved);
+        }
         // SAFETY: the caller's contract is `realloc_in_place`'s.
         match unsafe { self.realloc_in_place(ptr, old, new_size) } {
             Ok(()) => return Ok(ptr),
@@ -1075,6 +1177,40 @@ impl Heap {
         Some(moved)
     }
 
+    /// Resizes any allocation by moving it into a cached block or run of the new size
+    /// (the old one is released as by `dealloc`). `None`, and nothing changed, when no cache
+    /// holds one. `ptr` is a live allocation of this heap with layout `old`,
+    /// `new.align() == old.align()`.
+    fn move_via_caches(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Option<NonNull<u8>> {
+        let (k_new, s_new) = self.request(new).ok()?;
+        let (_, s_old) = self.request(old).ok()?;
+        let p = ptr.as_ptr() as usize;
+        let t = self.tree_of(p)?;
+        if s_new == s_old {
+            return Some(ptr);
+        }
+        let (a, ta) = if s_new == 1 << k_new {
+            self.cache.pop((k_new - self.min) as usize)?
+        } else {
+            self.runs.pop(self.run_units(s_new)?, new.align() - 1)?
+        };
+        let moved = self.ptr(ta, a);
+        // SAFETY: `ptr` is live with `old.size()` bytes (the caller's contract) and `moved` was
+        // a free block or run of `s_new >= new.size()` bytes, so they are distinct and both
+        // hold the `min` of the two sizes that is copied.
+        unsafe {
+            core::ptr::copy_nonoverlapping(ptr.as_ptr(), moved.as_ptr(), new.size().min(old.size()))
+        };
+        self.release(t, p, s_old);
+        self.note_alloc(new.size(), s_new);
+        Some(moved)
+    }
+
     /// Coalesces the deferred cache: every recently freed block is merged with its buddies.
     ///
     /// Freed small blocks are kept out of the bitmaps for a while (up to 32 per order for the
@@ -1089,6 +1225,7 @@ impl Heap {
         for r in 0..CACHE_ORDERS {
             self.flush_order(r);
         }
+        self.flush_runs();
         debug!("buddy: deferred cache flushed");
     }
 
@@ -1117,6 +1254,18 @@ impl Heap {
                 s.free_blocks[k as usize] += n;
                 s.cached_blocks += n;
                 s.largest_free_block = s.largest_free_block.max(1 << k);
+            }
+        }
+        for (a, t, u) in self.runs.entries() {
+            let tree = &self.trees[t];
+            let (mut q, mut rem) = (a, (u as usize) << self.min);
+            while rem != 0 {
+                let k = tree.piece(q, rem);
+                s.free_blocks[k as usize] += 1;
+                s.cached_blocks += 1;
+                s.largest_free_block = s.largest_free_block.max(1 << k);
+                q += 1 << k;
+                rem -= 1 << k;
             }
         }
         for t in &self.trees {
@@ -1161,6 +1310,20 @@ impl Heap {
                 }
             }
         }
+        for (n, (a, t, u)) in self.runs.entries().enumerate() {
+            let size = (u as usize) << self.min;
+            let err = |what| CheckError {
+                what,
+                addr: a,
+                order: size.trailing_zeros(),
+            };
+            if self.trees.get(t).and_then(|tree| tree.run_at(a).ok()) != Some(size) {
+                return Err(err("cached run is not an allocated run of its region"));
+            }
+            if self.runs.entries().take(n).any(|e| (e.0, e.1) == (a, t)) {
+                return Err(err("run cached twice"));
+            }
+        }
         let s = self.stats();
         if s.free_bytes + s.allocated_bytes != s.managed_bytes {
             return Err(CheckError {
@@ -1188,7 +1351,11 @@ impl Heap {
             return BlockState::Metadata;
         }
         let (a, k) = tree.leaf(addr);
-        let cached = self.cache.contains(k.wrapping_sub(self.min) as usize, a, t);
+        let cached = self.cache.contains(k.wrapping_sub(self.min) as usize, a, t)
+            || self
+                .runs
+                .entries()
+                .any(|(q, rt, u)| rt == t && addr.wrapping_sub(q) < (u as usize) << self.min);
         if cached || tree.is_free_at(addr) {
             BlockState::Free
         } else {

@@ -364,7 +364,7 @@ impl Tree {
     /// Order of the next piece of a run over `[q, q + rem)`: the largest block aligned at `q`
     /// that fits (the greedy decomposition, largest blocks in the middle).
     #[inline]
-    fn piece(&self, q: usize, rem: usize) -> u32 {
+    pub(crate) fn piece(&self, q: usize, rem: usize) -> u32 {
         q.trailing_zeros().min(floor_log2(rem)).min(self.top)
     }
 
@@ -405,6 +405,65 @@ impl Tree {
         self.clear_free(a, j);
         self.split_down(a, j, k);
         Some(a)
+    }
+
+    /// Lowest free block of order exactly `k` at or after address `from`, if any.
+    pub(crate) fn next_free(&self, k: u32, from: usize) -> Option<usize> {
+        if k < self.min || k > self.top || self.free_count[(k - self.min) as usize] == 0 {
+            return None;
+        }
+        let l = *self.level(k);
+        let i = (from >> k).saturating_sub(l.first);
+        let i = bitmap::next(self.meta, &l.free(), i)?;
+        Some((l.first + i) << k)
+    }
+
+    /// Block `a` of order `k` is split (and covered by the bitmaps).
+    #[inline]
+    fn is_split(&self, a: usize, k: u32) -> bool {
+        k > self.min && self.index(a, k).is_some() && self.s(a, k) && !self.f(a, k)
+    }
+
+    /// Free bytes at the start of tree node `(q, k)`, counted until they reach `need` (or the
+    /// first byte that is not free). Walks down the left edge: `O(k - min)`.
+    pub(crate) fn free_prefix(&self, mut q: usize, mut k: u32, need: usize) -> usize {
+        let mut n = 0;
+        while n < need {
+            if self.is_free(q, k) {
+                return n + (1 << k);
+            }
+            if !self.is_split(q, k) {
+                break;
+            }
+            // Left child free: count it and go on in the right child; else go down the left.
+            k -= 1;
+            if self.is_free(q, k) {
+                n += 1 << k;
+                q += 1 << k;
+            }
+        }
+        n
+    }
+
+    /// Free bytes at the end of tree node `(q, k)`, counted until they reach `need`: as
+    /// [`free_prefix`](Tree::free_prefix), down the right edge.
+    pub(crate) fn free_suffix(&self, mut q: usize, mut k: u32, need: usize) -> usize {
+        let mut n = 0;
+        while n < need {
+            if self.is_free(q, k) {
+                return n + (1 << k);
+            }
+            if !self.is_split(q, k) {
+                break;
+            }
+            k -= 1;
+            if self.is_free(q + (1 << k), k) {
+                n += 1 << k;
+            } else {
+                q += 1 << k;
+            }
+        }
+        n
     }
 
     /// Cuts allocated block `(a, k)` into an exact-fit run of `s` bytes (`s` a multiple of the

@@ -337,14 +337,16 @@ impl Harness {
 fn config() -> impl Strategy<Value = Config> {
     (
         prop_oneof![Just(16usize), Just(64)],
-        0u8..3,
-        prop_oneof![Just(1u32), Just(2), Just(4), Just(64)],
+        0u8..4,
+        prop_oneof![Just(1u32), Just(2), Just(4), Just(5), Just(64)],
     )
         .prop_map(|(min, exact, pieces)| {
-            // Exact fit for every size, for none, or above the default threshold.
+            // Exact fit for every size, for none, above 512 bytes, or above the default
+            // threshold.
             let (on, above) = match exact {
                 0 => (false, 0),
                 1 => (true, 0),
+                2 => (true, 512),
                 _ => (true, buddy_core::DEFAULT_EXACT_FIT_ABOVE),
             };
             Config::new()
