@@ -322,6 +322,24 @@ mod tests {
     }
 
     #[test]
+    fn next_finds_the_lowest_bit_at_or_after_any_index() {
+        let n = 64 * 64 * 3 + 5; // three levels
+        let b = plain(n);
+        let mut meta = [0u64; 256];
+        let bits = [3, 64, 65, 4095, 4096, 8190, n - 1];
+        for &i in &bits {
+            set(&mut meta, &b, i);
+        }
+        // Against a scan of the bits, from every index (and past the end).
+        for from in 0..n + 70 {
+            let want = bits.iter().copied().find(|&i| i >= from);
+            assert_eq!(next(&meta, &b, from), want, "from {from}");
+        }
+        clear(&mut meta, &b, 4096);
+        assert_eq!(next(&meta, &b, 4096), Some(8190));
+    }
+
+    #[test]
     fn masked_bits_are_never_found_and_interleaved_words_stay_apart() {
         let n = 200;
         // Interleaved: bits in even words, mask in odd words.
@@ -338,9 +356,11 @@ mod tests {
         // masked, so not found.
         set_raw(&mut meta, 0, 2, 3);
         assert_eq!(first(&meta, &b), None);
+        assert_eq!(next(&meta, &b, 0), None);
         set(&mut meta, &b, 150);
         assert_eq!(meta[4], 1 << (150 - 128));
         assert_eq!(first(&meta, &b), Some(150));
+        assert_eq!(next(&meta, &b, 0), Some(150));
         assert!(summaries_consistent(&meta, &b));
         clear(&mut meta, &b, 150);
         assert_eq!(first(&meta, &b), None);

@@ -9,6 +9,16 @@
 //! Per order, a stack: the block freed last is handed out first (it is likely still in the
 //! caller's cache). A free into a full stack sends the block at the highest address back to the
 //! bitmaps, so that what stays cached keeps to low addresses.
+//!
+//! Exact-fit runs have a cache of their own ([`RunCache`]): freed runs stay allocated in the
+//! bitmaps (their pieces still marked "continues") and serve the next request of exactly
+//! their length, so a run is carved and merged once for many uses. Measured with `cargo
+//! xtask bench --workloads random-actions --only buddy` (64 MiB; realloc moves into cached
+//! runs as it does into cached blocks): 29.5 → 22.5 ns a call at the default configuration,
+//! 90 → 39 with `Config::compact()` (runs from 513 bytes up). It packs tighter too: a freed run
+//! goes to the next request of its length, where a merged one leaves its pieces to smaller
+//! requests (heap efficiency with `Config::compact()`, 20 seeds of the bench's workload:
+//! 90.6% → 92.7%).
 
 use crate::heap::MAX_REGIONS;
 
@@ -113,7 +123,9 @@ impl Cache {
     }
 }
 
-/// Sets of the run cache (a power of two).
+/// Sets of the run cache (a power of two). 32 sets of 16 (6 KiB on 64-bit): with 8 ways the
+/// alloc p99.9 of `cargo xtask bench`'s `latency` was 200 ns against 80, and `Config::compact()`
+/// runs hit less often; 64 sets of 8 were no better than 32 of 16.
 pub(crate) const RUN_SETS: usize = 32;
 /// Runs per set.
 pub(crate) const RUN_WAYS: usize = 16;

@@ -65,6 +65,29 @@ impl Config {
         }
     }
 
+    /// A configuration that packs tighter than the default, for heaps where memory is scarcer
+    /// than time: exact fit above 512 bytes ([`exact_fit_above`](Config::exact_fit_above)) in
+    /// runs of up to 5 pieces ([`exact_fit_pieces`](Config::exact_fit_pieces)): a request
+    /// of 513 bytes to 4 KiB is rounded up to 1/32 of its block instead of to the whole block.
+    ///
+    /// Measured with `cargo xtask bench` (64 MiB region, sizes skewed small up to 8 KiB, the
+    /// `buddy (compact cfg)` rows): heap efficiency at the first failure 92.7% against 79.7%
+    /// for [`Config::new`] (talc 97.2%), and `random-actions` about 39 against 23 ns a call
+    /// (talc about 30): runs are carved and merged where single blocks come from the cache.
+    ///
+    /// ```
+    /// use buddy_core::{Config, Heap};
+    /// use core::alloc::Layout;
+    /// let mem = Box::leak(Box::new([core::mem::MaybeUninit::uninit(); 1 << 16]));
+    /// let mut heap = Heap::with_config(Config::compact());
+    /// heap.add_region_from_slice(mem).unwrap();
+    /// let p = heap.alloc(Layout::from_size_align(600, 8).unwrap()).unwrap();
+    /// assert_eq!(heap.usable_size(p), Ok(608)); // 512 + 64 + 32, where the default takes 1024
+    /// ```
+    pub const fn compact() -> Config {
+        Config::new().exact_fit_above(512).exact_fit_pieces(5)
+    }
+
     /// Sets the minimum block: a power of two from 8 bytes to 2^40 (checked when a region is
     /// added: [`RegionError::BadMinBlock`]). 4096 serves page frames.
     pub const fn min_block(self, min_block: usize) -> Config {
@@ -90,14 +113,12 @@ impl Config {
     /// Requests of at most `bytes` take one power-of-two block even with exact fit on
     /// (default [`DEFAULT_EXACT_FIT_ABOVE`], 4 KiB). Why: a single block can wait in the
     /// deferred cache and serve the next request of its order without any split or merge (the
-    /// inlined fast path), while a run is carved, and merged back when freed.
+    /// inlined fast path), while a run takes the out-of-line path: the run cache serves it
+    /// only when a run of exactly its length was freed, else it is carved, and merged when
+    /// freed.
     ///
-    /// Measured with `cargo xtask bench` (64 MiB, sizes skewed small up to 8 KiB):
-    /// `exact_fit_above(2048)` packs tighter, 84.3% heap efficiency against 79.6% (mean of 20
-    /// seeds), but requests between 2 and 4 KiB then leave the fast path: `random-actions`
-    /// ~41 against ~31 ns a call, `pairs` 4.3 against 3.5. Exact fit for every size
-    /// (`exact_fit_above(0)`) packs no better there (84.6%): small runs leave small tails that
-    /// few later requests fit.
+    /// A lower threshold packs tighter and costs time: [`Config::compact`] (512 bytes, with 5
+    /// pieces) is the measured trade-off.
     pub const fn exact_fit_above(self, bytes: usize) -> Config {
         Config {
             exact_fit_above_x: bytes ^ DEFAULT_EXACT_FIT_ABOVE,
@@ -115,7 +136,7 @@ impl Config {
     /// use. Measured with `cargo xtask bench` (64 MiB, sizes skewed small up to 8 KiB):
     /// against unlimited pieces, 4 pieces cut `random-actions` from ~41 to ~37 ns a call and
     /// the alloc p99.9 of `latency` from 180 to 110 ns, for one point of heap efficiency
-    /// (80.6% to 79.6%, 20 seeds).
+    /// (80.6% to 79.6%, 20 seeds; measured before runs had a cache of their own).
     ///
     /// ```
     /// use buddy_core::{Config, Heap};
@@ -770,8 +791,9 @@ impl Heap {
     /// blocks, and when more tails are freed than small requests take, they pile up between
     /// live runs where no large request fits. Filling the space beside a free block instead
     /// uses those tails and keeps large blocks whole. Measured with the bench's `efficiency`
-    /// workload (64 MiB, 20 seeds, exact fit above 256 bytes with 5 pieces): 91.0% without,
-    /// 93.8% with.
+    /// workload (64 MiB, 20 seeds, [`Config::compact`]): 91.0% without, 92.7% with (82.3% and
+    /// 90.6% without the run cache). No effect at the default configuration (79.6%), whose
+    /// runs are all above 4 KiB.
     ///
     /// `O(PLACE_TRIES × log n)`: each try is a find-first, a walk down the buddy, and a claim.
     fn place_run(&mut self, k: u32, s: usize, align: usize) -> Option<(usize, usize)> {
@@ -1211,16 +1233,18 @@ impl Heap {
         Some(moved)
     }
 
-    /// Coalesces the deferred cache: every recently freed block is merged with its buddies.
+    /// Coalesces the deferred caches: every recently freed block or run is merged with its
+    /// buddies.
     ///
     /// Freed small blocks are kept out of the bitmaps for a while (up to 32 per order for the
-    /// 12 smallest orders, shared by all regions), so that alloc/free pairs do not split and
-    /// merge a dozen levels each time. They are served like any free block and counted as free in [`Stats`]; the only
-    /// visible difference is the shape of the free lists. After freeing everything, call
-    /// `flush` to get the heap back to exactly its initial shape.
+    /// 12 smallest orders), and so are freed exact-fit runs (up to 512, by length; both caches
+    /// are shared by all regions), so that alloc/free pairs do not split and merge a dozen
+    /// levels each time. They are served like any free block and counted as free in
+    /// [`Stats`]; the only visible difference is the shape of the free lists. After freeing
+    /// everything, call `flush` to get the heap back to exactly its initial shape.
     ///
     /// # Time Complexity
-    /// `O(log n)` for each of at most 384 cached blocks.
+    /// `O(log n)` for each of at most 384 cached blocks and 512 cached runs.
     pub fn flush(&mut self) {
         for r in 0..CACHE_ORDERS {
             self.flush_order(r);

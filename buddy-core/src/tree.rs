@@ -38,6 +38,13 @@
 //! into pieces whose sizes are the binary digits of `s`, largest first, and every piece but the
 //! last is marked "continues" (`F = S = 1`). A free of the head walks the pieces in
 //! `O(log n)`; a free of any later piece is refused as an interior pointer.
+//!
+//! A run may also start anywhere (a multiple of the minimum block whose first piece is
+//! larger than it): [`Tree::claim`] takes any free range as the greedy decomposition of
+//! `[p, p + s)`, smaller pieces at both ends around the largest. The heap uses that to grow a
+//! run in place and to place a run in the free space beside a free block of its largest order
+//! (found with [`Tree::free_prefix`] and [`Tree::free_suffix`]) before it splits a larger
+//! block.
 
 use crate::bitmap::{self, NO_MASK};
 use crate::order::{align_down, floor_log2, words};

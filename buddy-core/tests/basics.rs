@@ -455,3 +455,149 @@ fn page_frames_with_separate_metadata_never_touch_the_frames() {
         s.metadata_bytes
     );
 }
+
+/// A heap over a fresh region of `len` bytes aligned to `len` (a power of two), metadata
+/// outside it, so that block addresses are known: returns the heap and the region's start.
+fn aligned_heap(len: usize, config: Config) -> (Heap, usize) {
+    let layout = Layout::from_size_align(len, len).unwrap();
+    // SAFETY: non-zero size.
+    let p = unsafe { std::alloc::alloc(layout) };
+    assert!(!p.is_null());
+    let meta = vec![0u64; buddy_core::metadata_words(len, config.block())].leak();
+    let mut h = Heap::with_config(config);
+    // SAFETY: the region is fresh leaked memory that only this heap uses.
+    unsafe { h.add_region_with_metadata(p, len, meta) }.unwrap();
+    (h, p as usize)
+}
+
+#[test]
+fn a_freed_run_waits_in_the_run_cache_for_a_request_of_its_size() {
+    let mut h = heap(1 << 16, 0, Config::new());
+    let initial = h.stats();
+    let p = h.alloc(l(5000, 8)).unwrap();
+    assert_eq!(h.usable_size(p), Ok(5120)); // 4096 + 1024
+    let live = h.stats();
+    // SAFETY: live allocation with this layout.
+    unsafe { h.dealloc(p, l(5000, 8)) };
+    let s = h.stats();
+    // Its two pieces wait, free for any request but not merged.
+    assert_eq!(s.cached_blocks, 2);
+    assert_eq!(s.free_blocks[12], live.free_blocks[12] + 1);
+    assert_eq!(s.free_blocks[10], live.free_blocks[10] + 1);
+    assert_eq!(s.free_bytes, initial.free_bytes);
+    assert_eq!(h.block_state(p.as_ptr() as usize + 4096), BlockState::Free);
+    h.check().unwrap();
+    // Checked like any free block: a double free, and its size, are refused.
+    // SAFETY: `free` checks its pointer (the test checks the refusal).
+    assert_eq!(unsafe { h.free(p) }, Err(FreeError::DoubleFree));
+    assert_eq!(h.usable_size(p), Err(FreeError::DoubleFree));
+    assert_eq!(h.stats(), s, "a refused free changed the heap");
+    // The next request of that size takes it back as it is.
+    let q = h.alloc(l(4990, 16)).unwrap();
+    assert_eq!(q, p);
+    assert_eq!(h.stats().cached_blocks, 0);
+    // SAFETY: live allocation.
+    assert_eq!(unsafe { h.free(q) }, Ok(5120));
+    h.flush();
+    assert_eq!(
+        h.stats().free_blocks,
+        initial.free_blocks,
+        "not back to the initial shape"
+    );
+    h.check().unwrap();
+}
+
+#[test]
+fn cached_runs_are_merged_before_a_request_fails() {
+    let mut h = heap(1 << 16, 0, Config::new());
+    let mut runs = Vec::new();
+    while let Ok(p) = h.alloc(l(5000, 8)) {
+        runs.push(p);
+    }
+    assert!(runs.len() >= 4);
+    for p in runs {
+        // SAFETY: live allocations with this layout.
+        unsafe { h.dealloc(p, l(5000, 8)) };
+    }
+    assert!(h.stats().cached_blocks > 0);
+    // The largest block there is: only whole once every cached run is merged.
+    let top = 1 << h.stats().max_order;
+    let big = h.alloc(l(top, 8)).unwrap();
+    assert_eq!(h.stats().cached_blocks, 0);
+    // SAFETY: live allocation.
+    assert_eq!(unsafe { h.free(big) }, Ok(top));
+    h.check().unwrap();
+}
+
+#[test]
+fn a_run_fills_the_free_tail_before_its_largest_free_piece() {
+    // Exact fit for every size, on a 32 KiB region at a 32 KiB-aligned address.
+    let (mut h, base) = aligned_heap(1 << 15, Config::new().exact_fit_above(0));
+    // 3 KiB = 2048 + 1024 from [0, 4K): its tail [3K, 4K) is free, and [4K, 8K) is a free
+    // block whose buddy ends in that tail.
+    let a = h.alloc(l(3072, 8)).unwrap();
+    assert_eq!(a.as_ptr() as usize, base);
+    // 5 KiB = 1024 + 4096 over [3K, 8K), where splitting a larger block would take [8K, 13K).
+    let b = h.alloc(l(5120, 8)).unwrap();
+    assert_eq!(b.as_ptr() as usize, base + 3072);
+    assert_eq!(h.usable_size(b), Ok(5120));
+    // [8K, 32K) is still whole: a 16 KiB block fits.
+    let c = h.alloc(l(16384, 8)).unwrap();
+    assert_eq!(c.as_ptr() as usize, base + 16384);
+    h.check().unwrap();
+    // Freed, the run waits in the cache; it is 1 KiB-aligned, so a request for 4 KiB
+    // alignment is not given it.
+    // SAFETY: live allocation.
+    assert_eq!(unsafe { h.free(b) }, Ok(5120));
+    let d = h.alloc(l(5120, 4096)).unwrap();
+    assert_eq!(d.as_ptr() as usize % 4096, 0);
+    assert_eq!(d.as_ptr() as usize, base + 8192);
+    assert_eq!(h.alloc(l(5120, 8)).unwrap(), b);
+    h.check().unwrap();
+}
+
+#[test]
+fn a_run_fills_the_free_head_of_its_largest_free_pieces_buddy() {
+    let (mut h, base) = aligned_heap(1 << 15, Config::new().exact_fit_above(0));
+    let x = h.alloc(l(4096, 8)).unwrap();
+    let y1 = h.alloc(l(1024, 8)).unwrap();
+    let y2 = h.alloc(l(1024, 8)).unwrap();
+    assert_eq!(
+        [x, y1, y2].map(|p| p.as_ptr() as usize - base),
+        [0, 4096, 5120]
+    );
+    // SAFETY: live allocations with these layouts.
+    unsafe {
+        h.dealloc(x, l(4096, 8));
+        h.dealloc(y1, l(1024, 8));
+    }
+    h.flush();
+    // [0, 4K) is free and its buddy [4K, 8K) starts with a free 1 KiB: 4096 + 1024 goes
+    // there, not into [8K, 16K).
+    let r = h.alloc(l(5000, 8)).unwrap();
+    assert_eq!(r.as_ptr() as usize, base);
+    assert_eq!(h.usable_size(r), Ok(5120));
+    assert_eq!(h.block_state(base + 8192), BlockState::Free);
+    h.check().unwrap();
+}
+
+#[test]
+fn realloc_moves_into_a_cached_run_of_the_new_size() {
+    let mut h = heap(1 << 16, 0, Config::new());
+    let spare = h.alloc(l(6000, 8)).unwrap();
+    let p = h.alloc(l(5000, 8)).unwrap();
+    // SAFETY: live allocation; the range lies inside it.
+    unsafe {
+        common::fill(p.as_ptr(), 5000, 3);
+        h.dealloc(spare, l(6000, 8));
+    }
+    // SAFETY: live allocation with this layout.
+    let q = unsafe { h.realloc(p, l(5000, 8), 6000) }.unwrap();
+    assert_eq!(q, spare);
+    // SAFETY: q is live with at least 5000 bytes of the old data.
+    assert!(unsafe { common::intact(q.as_ptr(), 5000, 3) });
+    assert_eq!(h.usable_size(q), Ok(6144));
+    // SAFETY: `free` checks its pointer: the old run is cached now.
+    assert_eq!(unsafe { h.free(p) }, Err(FreeError::DoubleFree));
+    h.check().unwrap();
+}

@@ -198,8 +198,9 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
 }
 
 /// The allocators of the throughput and latency workloads, in table order.
-const SUBJECTS: [Who; 8] = [
+const SUBJECTS: [Who; 9] = [
     Who::Buddy,
+    Who::BuddyCompact,
     Who::Talc,
     Who::Rlsf,
     Who::Bsa,
@@ -373,6 +374,7 @@ fn efficiency(plan: &Plan, arena: &Arena) -> Vec<report::EffCell> {
     ));
     let who = plan.subjects(&[
         Who::Buddy,
+        Who::BuddyCompact,
         Who::BuddyPow2,
         Who::Talc,
         Who::Rlsf,

@@ -78,6 +78,8 @@ pub enum BuddyCfg {
     Frames,
     /// `exact_fit(false)`: every request rounded up to a power of two (efficiency only).
     Pow2,
+    /// `Config::compact()`: exact fit above 512 bytes, 5 pieces.
+    Compact,
 }
 
 /// buddy-core's [`Heap`].
@@ -98,6 +100,12 @@ impl Buddy {
             }
             BuddyCfg::Pow2 => {
                 let mut h = Box::new(Heap::with_config(Config::new().exact_fit(false)));
+                // SAFETY: the caller hands us the region for our exclusive use.
+                unsafe { h.add_region(region.ptr, region.len) }.map_err(|e| e.to_string())?;
+                Ok(Buddy(h))
+            }
+            BuddyCfg::Compact => {
+                let mut h = Box::new(Heap::with_config(Config::compact()));
                 // SAFETY: the caller hands us the region for our exclusive use.
                 unsafe { h.add_region(region.ptr, region.len) }.map_err(|e| e.to_string())?;
                 Ok(Buddy(h))
@@ -123,6 +131,8 @@ pub struct BuddyDefault(pub Buddy);
 pub struct BuddyFrames(pub Buddy);
 /// buddy-core, exact fit off.
 pub struct BuddyPow2(pub Buddy);
+/// buddy-core, `Config::compact()`.
+pub struct BuddyCompact(pub Buddy);
 
 macro_rules! buddy_subject {
     ($t:ident, $cfg:expr) => {
@@ -152,6 +162,7 @@ macro_rules! buddy_subject {
 buddy_subject!(BuddyDefault, BuddyCfg::Default);
 buddy_subject!(BuddyFrames, BuddyCfg::Frames);
 buddy_subject!(BuddyPow2, BuddyCfg::Pow2);
+buddy_subject!(BuddyCompact, BuddyCfg::Compact);
 
 /// `buddy_system_allocator::Heap` (orders up to 2^31 bytes).
 pub struct Bsa(Box<buddy_system_allocator::Heap<32>>);
@@ -397,6 +408,8 @@ pub enum Who {
     BuddyFrames,
     /// buddy-core with exact fit off (efficiency only).
     BuddyPow2,
+    /// buddy-core, `Config::compact()`.
+    BuddyCompact,
     /// buddy_system_allocator.
     Bsa,
     /// talc.
@@ -420,6 +433,7 @@ impl Who {
             Who::Buddy => "buddy",
             Who::BuddyFrames => "buddy (frames cfg)",
             Who::BuddyPow2 => "buddy (exact fit off)",
+            Who::BuddyCompact => "buddy (compact cfg)",
             Who::Bsa => "buddy_system_allocator",
             Who::Talc => "talc",
             Who::Rlsf => "rlsf",
@@ -436,6 +450,7 @@ impl Who {
             Who::Buddy => "buddy",
             Who::BuddyFrames => "buddy:frames",
             Who::BuddyPow2 => "buddy:pow2",
+            Who::BuddyCompact => "buddy:compact",
             Who::Bsa => "bsa",
             Who::Talc => "talc",
             Who::Rlsf => "rlsf",
@@ -448,7 +463,10 @@ impl Who {
 
     /// A buddy-core configuration.
     pub fn is_buddy(self) -> bool {
-        matches!(self, Who::Buddy | Who::BuddyFrames | Who::BuddyPow2)
+        matches!(
+            self,
+            Who::Buddy | Who::BuddyFrames | Who::BuddyPow2 | Who::BuddyCompact
+        )
     }
 }
 
@@ -474,6 +492,7 @@ pub fn dispatch<J: Job>(who: Who, region: Region, job: &mut J) -> Result<J::Out,
         Who::Buddy => go::<BuddyDefault, J>(region, job),
         Who::BuddyFrames => go::<BuddyFrames, J>(region, job),
         Who::BuddyPow2 => go::<BuddyPow2, J>(region, job),
+        Who::BuddyCompact => go::<BuddyCompact, J>(region, job),
         Who::Bsa => go::<Bsa, J>(region, job),
         Who::Talc => go::<Talc, J>(region, job),
         Who::Rlsf => go::<Rlsf, J>(region, job),
