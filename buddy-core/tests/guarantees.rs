@@ -45,8 +45,8 @@ fn l(size: usize, align: usize) -> Layout {
 /// Most words one call touched, over a history built to be as bad as it gets for a buddy
 /// allocator: the heap filled with minimum blocks, every other one freed (n/2 holes), then
 /// requests that cannot be met, frees that merge, frees refused, and reallocs.
-fn worst_words_per_call(len: usize) -> (usize, u32) {
-    let mut h = common::heap(len, 0, Config::new());
+fn worst_words_per_call(len: usize, config: Config) -> (usize, u32) {
+    let mut h = common::heap(len, 0, config);
     let orders = h.stats().max_order - h.stats().min_order + 1;
     let mut live = Vec::new();
     while let Ok(p) = h.alloc(l(16, 16)) {
@@ -70,6 +70,8 @@ fn worst_words_per_call(len: usize) -> (usize, u32) {
     h.flush();
     for _ in 0..50 {
         measure(&mut || assert!(h.alloc(l(64, 64)).is_err()));
+        // An exact-fit run with `Config::compact()`: the cache, placement, then a split.
+        measure(&mut || assert!(h.alloc(l(600, 8)).is_err()));
         let interior = NonNull::new(odd[0].as_ptr().wrapping_add(8)).unwrap();
         // SAFETY: `free` checks its pointer: a live block is freed, anything else is refused (what the test checks).
         measure(&mut || assert!(unsafe { h.free(interior) }.is_err()));
@@ -98,20 +100,23 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 )]
 fn work_per_call_grows_with_log_n_not_n() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (small, small_orders) = worst_words_per_call(1 << 16);
-    let (big, big_orders) = worst_words_per_call(1 << 22);
-    // 64x more blocks: a scan would cost 64x more; a log-time walk a few more levels.
-    eprintln!(
-        "worst words per call: {small} at 64 KiB ({small_orders} orders), {big} at 4 MiB ({big_orders} orders)"
-    );
-    assert!(
-        big <= small + 24 * (big_orders - small_orders) as usize,
-        "{small} -> {big}"
-    );
-    assert!(
-        big <= 24 * big_orders as usize,
-        "{big} words for {big_orders} orders"
-    );
+    for config in [Config::new(), Config::compact()] {
+        let (small, small_orders) = worst_words_per_call(1 << 16, config);
+        let (big, big_orders) = worst_words_per_call(1 << 22, config);
+        // 64x more blocks: a scan would cost 64x more; a log-time walk a few more levels.
+        eprintln!(
+            "worst words per call ({config:?}): {small} at 64 KiB ({small_orders} orders), \
+             {big} at 4 MiB ({big_orders} orders)"
+        );
+        assert!(
+            big <= small + 24 * (big_orders - small_orders) as usize,
+            "{small} -> {big}"
+        );
+        assert!(
+            big <= 24 * big_orders as usize,
+            "{big} words for {big_orders} orders"
+        );
+    }
 }
 
 #[test]
