@@ -309,6 +309,9 @@ pub struct Heap {
     /// Largest `max(size, align)` the fast paths serve from the deferred cache: a single
     /// power-of-two block of a cached order of the first region (0 without regions).
     fast_max: usize,
+    /// Largest power-of-two size the fast paths serve above `fast_max` (0 without regions):
+    /// exact fit takes one block for a power of two at least as large as its alignment.
+    fast_pow2_max: usize,
     /// Freed small blocks of every region, not merged yet (`cache.rs`).
     cache: Cache,
     /// Freed exact-fit runs of every region, not merged yet (`cache.rs`).
@@ -353,6 +356,7 @@ impl Heap {
             min: 0,
             max_top: 0,
             fast_max: 0,
+            fast_pow2_max: 0,
             cache: Cache::new(),
             runs: RunCache::new(),
             counters: Counters {
@@ -616,6 +620,7 @@ impl Heap {
                 usize::MAX
             };
             self.fast_max = cached.min(single);
+            self.fast_pow2_max = cached;
         }
         self.bases[self.trees.len() % MAX_REGIONS] = base;
         let _ = self.trees.push(tree);
@@ -702,6 +707,11 @@ impl Heap {
         let (size, align) = (layout.size(), layout.align());
         let s = size.max(align);
         if size == 0 || s > self.fast_max {
+            // Above the exact-fit threshold a power of two (at least its alignment) still
+            // takes one block, as `request` rounds it: `Vec`'s doubling capacities, say.
+            if size.is_power_of_two() && align <= size && size <= self.fast_pow2_max {
+                return Some(size.trailing_zeros().max(self.min));
+            }
             return None;
         }
         // `fast_max > 0`, so a region exists and `min` is valid; this is `request`'s order.

@@ -601,3 +601,35 @@ fn realloc_moves_into_a_cached_run_of_the_new_size() {
     assert_eq!(unsafe { h.free(p) }, Err(FreeError::DoubleFree));
     h.check().unwrap();
 }
+
+#[test]
+fn powers_of_two_above_the_exact_fit_threshold_recycle_through_the_block_cache() {
+    let mut h = heap(1 << 16, 0, Config::compact());
+    let p = h.alloc(l(2048, 8)).unwrap();
+    assert_eq!(h.usable_size(p), Ok(2048));
+    // SAFETY: live allocation with this layout.
+    unsafe { h.dealloc(p, l(2048, 8)) };
+    assert_eq!(h.stats().cached_blocks, 1);
+    assert_eq!(h.alloc(l(2048, 16)).unwrap(), p);
+    // Aligned past its size it is still exactly its size, not a block of its alignment, and
+    // not a cached block of its size that is not aligned enough.
+    let a = h.alloc(l(1024, 8)).unwrap();
+    let b = h.alloc(l(1024, 8)).unwrap();
+    let odd = if b.as_ptr() as usize % 4096 != 0 {
+        b
+    } else {
+        a
+    };
+    // SAFETY: live allocation with this layout.
+    unsafe { h.dealloc(odd, l(1024, 8)) };
+    let q = h.alloc(l(1024, 4096)).unwrap();
+    assert_eq!(q.as_ptr() as usize % 4096, 0);
+    assert_eq!(h.usable_size(q), Ok(1024));
+    // SAFETY: live allocations with these layouts.
+    unsafe {
+        h.dealloc(q, l(1024, 4096));
+        h.dealloc(p, l(2048, 16));
+    }
+    h.flush();
+    h.check().unwrap();
+}
