@@ -4,8 +4,9 @@ use core::fmt;
 
 /// A snapshot of a heap's state, from [`Heap::stats`](crate::Heap::stats).
 ///
-/// Blocks in the deferred-coalescing cache count as free (they are: any request can take
-/// them); `cached_blocks` says how many there are.
+/// Blocks in the deferred-coalescing caches count as free (they are: any request can take
+/// them); `cached_blocks` says how many there are (a cached exact-fit run counts as its
+/// pieces).
 ///
 /// `Display` prints the free blocks per order like `/proc/buddyinfo`, then the figures:
 ///
@@ -32,7 +33,8 @@ pub struct Stats {
     pub max_order: u32,
     /// Bytes in free blocks.
     pub free_bytes: usize,
-    /// Free blocks held in the deferred-coalescing cache (included in `free_blocks`).
+    /// Free blocks held in the deferred-coalescing caches (included in `free_blocks`; a cached
+    /// exact-fit run counts as its pieces).
     pub cached_blocks: usize,
     /// Bytes the heap manages (regions less metadata and alignment slack).
     pub managed_bytes: usize,
