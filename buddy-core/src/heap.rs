@@ -225,8 +225,11 @@ pub const fn metadata_words(len: usize, min_block: usize) -> usize {
 }
 
 /// Free blocks of a run's largest order that [`Heap::place_run`] tries before it splits a
-/// larger block.
-const PLACE_TRIES: u32 = 4;
+/// larger block. Measured with `Config::compact()` (`cargo xtask bench --workloads
+/// latency,random-actions --only buddy:compact,talc` and the efficiency workload's generator,
+/// 20 seeds): 1, 2, 4 and 8 tries all fill 92.7% of the region (the run cache does the rest),
+/// while the alloc p99.9 of `latency` grows with them: 260, 310, 421, 601 ns.
+const PLACE_TRIES: u32 = 1;
 
 /// An allocation of `s` bytes at `p` is one buddy block (not an exact-fit run).
 #[inline]
@@ -794,15 +797,15 @@ impl Heap {
     /// beside a free block `b` of order `h = k - 1`, its largest piece, instead of splitting
     /// a block of order `k`: at `b` over a free prefix of `b`'s buddy when `b` is a left
     /// child, or ending at `b + 2^h` over a free suffix of the buddy when `b` is a right
-    /// child. Tries the lowest [`PLACE_TRIES`] free blocks of order `h`; `None`, and nothing
-    /// changed, when none has the room.
+    /// child. Tries the lowest free blocks of order `h`, first region first, [`PLACE_TRIES`]
+    /// in all; `None`, and nothing changed, when none has the room.
     ///
     /// Why: carving every run from a block of its own order leaves its tail free in small
     /// blocks, and when more tails are freed than small requests take, they pile up between
     /// live runs where no large request fits. Filling the space beside a free block instead
     /// uses those tails and keeps large blocks whole. Measured with the bench's `efficiency`
     /// workload (64 MiB, 20 seeds, [`Config::compact`]): 91.0% without, 92.7% with (82.3% and
-    /// 90.6% without the run cache). No effect at the default configuration (79.6%), whose
+    /// 87.2% without the run cache). No effect at the default configuration (79.6%), whose
     /// runs are all above 4 KiB.
     ///
     /// `O(PLACE_TRIES × log n)`: each try is a find-first, a walk down the buddy, and a claim.
@@ -814,10 +817,10 @@ impl Heap {
         for (t, tree) in self.trees.iter_mut().enumerate() {
             let mut from = 0;
             while tries > 0 {
-                tries -= 1;
                 let Some(b) = tree.next_free(h, from) else {
                     break;
                 };
+                tries -= 1;
                 from = b + (1 << h);
                 let buddy = b ^ (1 << h);
                 let p = if b & (1 << h) == 0 {
