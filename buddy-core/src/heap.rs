@@ -72,8 +72,8 @@ impl Config {
     ///
     /// Measured with `cargo xtask bench` (64 MiB region, sizes skewed small up to 8 KiB, the
     /// `buddy (compact cfg)` rows): heap efficiency at the first failure 92.7% against 79.7%
-    /// for [`Config::new`] (talc 97.2%), and `random-actions` about 39 against 23 ns a call
-    /// (talc about 30): runs are carved and merged where single blocks come from the cache.
+    /// for [`Config::new`] (talc 97.2%), and `random-actions` about 40 against 24–26 ns a
+    /// call (talc 29–31): runs are carved and merged where single blocks come from the cache.
     ///
     /// ```
     /// use buddy_core::{Config, Heap};
