@@ -823,17 +823,12 @@ impl Heap {
                 tries -= 1;
                 from = b + (1 << h);
                 let buddy = b ^ (1 << h);
-                let p = if b & (1 << h) == 0 {
-                    if tree.free_prefix(buddy, h, r) < r {
-                        continue;
-                    }
-                    b
-                } else {
-                    if tree.free_suffix(buddy, h, r) < r {
-                        continue;
-                    }
-                    b - r
-                };
+                // A left child extends into the start of its buddy, a right child into its end.
+                let right_child = b & (1 << h) != 0;
+                if tree.free_at_edge(buddy, h, r, right_child) < r {
+                    continue;
+                }
+                let p = if right_child { b - r } else { b };
                 if p % align == 0 && tree.claim(p, s) {
                     return Some((p, t));
                 }

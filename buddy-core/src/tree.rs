@@ -43,8 +43,7 @@
 //! larger than it): [`Tree::claim`] takes any free range as the greedy decomposition of
 //! `[p, p + s)`, smaller pieces at both ends around the largest. The heap uses that to grow a
 //! run in place and to place a run in the free space beside a free block of its largest order
-//! (found with [`Tree::free_prefix`] and [`Tree::free_suffix`]) before it splits a larger
-//! block.
+//! (found with [`Tree::free_at_edge`]) before it splits a larger block.
 
 use crate::bitmap::{self, NO_MASK};
 use crate::order::{align_down, floor_log2, words};
@@ -431,9 +430,15 @@ impl Tree {
         k > self.min && self.index(a, k).is_some() && self.s(a, k) && !self.f(a, k)
     }
 
-    /// Free bytes at the start of tree node `(q, k)`, counted until they reach `need` (or the
-    /// first byte that is not free). Walks down the left edge: `O(k - min)`.
-    pub(crate) fn free_prefix(&self, mut q: usize, mut k: u32, need: usize) -> usize {
+    /// Free bytes at the start of tree node `(q, k)` (at its end with `at_end`), counted until
+    /// they reach `need` or a byte that is not free. Walks down that edge: `O(k - min)`.
+    pub(crate) fn free_at_edge(
+        &self,
+        mut q: usize,
+        mut k: u32,
+        need: usize,
+        at_end: bool,
+    ) -> usize {
         let mut n = 0;
         while n < need {
             if self.is_free(q, k) {
@@ -442,32 +447,19 @@ impl Tree {
             if !self.is_split(q, k) {
                 break;
             }
-            // Left child free: count it and go on in the right child; else go down the left.
+            // The child at the edge free: count it and go on in the other one; else go down
+            // the edge.
             k -= 1;
-            if self.is_free(q, k) {
-                n += 1 << k;
-                q += 1 << k;
-            }
-        }
-        n
-    }
-
-    /// Free bytes at the end of tree node `(q, k)`, counted until they reach `need`: as
-    /// [`free_prefix`](Tree::free_prefix), down the right edge.
-    pub(crate) fn free_suffix(&self, mut q: usize, mut k: u32, need: usize) -> usize {
-        let mut n = 0;
-        while n < need {
-            if self.is_free(q, k) {
-                return n + (1 << k);
-            }
-            if !self.is_split(q, k) {
-                break;
-            }
-            k -= 1;
-            if self.is_free(q + (1 << k), k) {
-                n += 1 << k;
+            let (near, far) = if at_end {
+                (q + (1 << k), q)
             } else {
-                q += 1 << k;
+                (q, q + (1 << k))
+            };
+            if self.is_free(near, k) {
+                n += 1 << k;
+                q = far;
+            } else {
+                q = near;
             }
         }
         n
