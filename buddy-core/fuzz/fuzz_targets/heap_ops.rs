@@ -24,11 +24,14 @@ struct Live {
 
 fuzz_target!(|data: &[u8]| {
     let Some((&cfg, ops)) = data.split_first() else { return };
-    let config = Config::new().min_block(if cfg & 1 == 0 { 16 } else { 64 }).exact_fit(cfg & 2 == 0);
+    // Bit 0: minimum block; bit 1: exact fit off; bit 7: `Config::compact()` (runs from 513
+    // bytes, the run cache and gap-filling placement busy); bits 2..7: the region's offset.
+    let base_config = if cfg & 0x80 == 0 { Config::new() } else { Config::compact() };
+    let config = base_config.min_block(if cfg & 1 == 0 { 16 } else { 64 }).exact_fit(cfg & 2 == 0);
     // Declared before the heap, so dropped after it.
     let mut arena = Box::new(Arena([0; LEN]));
     let base = arena.0.as_mut_ptr();
-    let offset = (cfg >> 2) as usize * 8;
+    let offset = (cfg >> 2 & 31) as usize * 8;
     let mut heap = Heap::with_config(config);
     // SAFETY: the arena outlives the heap and is used only by it.
     unsafe { heap.add_region(base.wrapping_add(offset), LEN - offset) }.unwrap();
