@@ -1569,7 +1569,12 @@ fn markdown(r: &Results, m: &Machine) -> String {
         `Heap`, buddy-alloc `BuddyAlloc`, whose leaf is the workload's largest alignment since it \
         has no alignment parameter). Peers without realloc allocate, copy and free. Release \
         profile, no LTO: generic peers are inlined into the bench loop, buddy-core's \
-        non-generic functions are called across the crate boundary, as a user would get them.\n\n";
+        non-generic functions are called across the crate boundary, as a user would get them.\n\
+        - buddy configurations: `buddy` is `Heap::new()` (exact fit above 4 KiB in runs of up to \
+        4 pieces); `buddy (compact cfg)` is `Config::compact()` (exact fit above 512 bytes, up \
+        to 5 pieces), the configuration the efficiency target is judged on; `buddy (exact fit \
+        off)` rounds every request to a power of two (efficiency only); `buddy (frames cfg)` is \
+        described under the frames table.\n\n";
     s += "## Results\n\n";
     for t in tables(r) {
         s += &t.markdown();
