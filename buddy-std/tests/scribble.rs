@@ -107,8 +107,8 @@ fn threads_never_see_scribbled_bytes_in_their_blocks() {
         });
         let handles: Vec<_> = (0..workers)
             .map(|t| {
-                let a = &a;
-                s.spawn(move || work(a, t))
+                let (a, rounds) = (&a, &rounds);
+                s.spawn(move || work(a, t, rounds))
             })
             .collect();
         let results: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
@@ -134,11 +134,16 @@ fn threads_never_see_scribbled_bytes_in_their_blocks() {
 }
 
 /// One worker: allocates, checks, resizes and frees blocks at random, checking every block's
-/// pattern before it is freed or resized, and one random block at every step.
-fn work(a: &BuddyAlloc, t: usize) {
+/// pattern before it is freed or resized, and one random block at every step. It goes on past
+/// `STEPS` until the scribbler has done 3 rounds (up to 50 × `STEPS`), so that the two overlap
+/// however the threads are scheduled on a loaded machine.
+fn work(a: &BuddyAlloc, t: usize, rounds: &AtomicUsize) {
     let mut rng = Rng(0x1234_5678 + t as u64);
     let mut live: Vec<Block> = Vec::new();
-    for step in 0..STEPS {
+    for step in 0..50 * STEPS {
+        if step >= STEPS && rounds.load(Relaxed) >= 3 {
+            break;
+        }
         let id = t << 32 | step;
         match rng.below(10) {
             0..=3 if live.len() < 200 => {
