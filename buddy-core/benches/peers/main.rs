@@ -11,7 +11,8 @@
 //!   self-checked); writes nothing. Also what runs under `cargo test` (no `--bench` flag).
 //! - `--only buddy,talc,…`: only these allocators (keys: buddy — with its other configs —,
 //!   talc, rlsf, bsa, lla, buddy-alloc, floor, system, buddy-std).
-//! - `--workloads pairs,random-actions,frames,scaling,latency,efficiency,threads`.
+//! - `--workloads pairs,random-actions,frames,scaling,latency,efficiency,threads`
+//!   (`random-actions` also runs `random-actions-norealloc`).
 //! - `--reps N`: repetitions per cell.
 //! - `--no-cut`: no time budgets (for profilers: `valgrind --tool=callgrind
 //!   --toggle-collect='*Throughput*run*' <bench binary> --bench --only buddy --workloads pairs
@@ -145,7 +146,13 @@ impl Plan {
     /// ~25% of the region requested), warmed up with 4 ops per slot.
     fn random_actions(&self, len: usize, seed: u64) -> Script {
         let slots = len / 2048;
-        workloads::random_actions(slots, 4 * slots, self.timed_ops, seed)
+        workloads::random_actions(slots, 4 * slots, self.timed_ops, seed, true)
+    }
+
+    /// The same without reallocs (talc's `--no-realloc`): a full slot is always freed.
+    fn random_actions_no_realloc(&self, len: usize, seed: u64) -> Script {
+        let slots = len / 2048;
+        workloads::random_actions(slots, 4 * slots, self.timed_ops, seed, false)
     }
 }
 
@@ -431,7 +438,7 @@ fn threads(plan: &Plan, arena: &Arena) -> Vec<report::Work> {
         let scripts: Vec<Script> = (0..n)
             .map(|t| {
                 let s = plan.thread_slots;
-                workloads::random_actions(s, 4 * s, plan.thread_ops, 0x7ead + t as u64)
+                workloads::random_actions(s, 4 * s, plan.thread_ops, 0x7ead + t as u64, true)
             })
             .collect();
         progress(&format!("threads-{n}: {} ops per thread", plan.thread_ops));
@@ -527,6 +534,11 @@ fn main() -> ExitCode {
         let s = plan.random_actions(main_len, 0x5eed);
         let w = throughput(&plan, &arena, "random-actions", main_len, &s, &SUBJECTS);
         works.push(w);
+        // Information, not a target: the same without realloc, whose copies are most of the
+        // difference between allocators that resize in place and one that moves.
+        let s = plan.random_actions_no_realloc(main_len, 0x5eed);
+        let name = "random-actions-norealloc";
+        works.push(throughput(&plan, &arena, name, main_len, &s, &SUBJECTS));
     }
     if plan.runs("frames") {
         let s = workloads::frames(main_len, 0.7, plan.frames_churn, 0xf4a);

@@ -776,6 +776,16 @@ fn targets(r: &Results) -> Vec<Target> {
             });
         }
     }
+    if let Some(w) = r.work("random-actions-norealloc") {
+        let x = w.ns_of("buddy") / w.ns_of("talc");
+        v.push(Target {
+            what: "(variant) random-actions without realloc: buddy / talc".into(),
+            goal: "≤ 0.80×".into(),
+            measured: ratio(x),
+            pass: None,
+            by: "(information: the target is on random-actions)".into(),
+        });
+    }
     if let Some(w) = r.work("pairs") {
         let x = w.ns_of("buddy") / w.ns_of("floor");
         v.push(upper(
@@ -1560,7 +1570,10 @@ fn markdown(r: &Results, m: &Machine) -> String {
         - Workloads: `pairs` alloc + immediate free, power-of-two sizes 16..4096 on an empty heap. \
         `random-actions` a table of one slot per 2 KiB of region: pick a slot, allocate if empty \
         (sizes skewed small up to 8 KiB, aligns 8/16/64), else free (2/3) or realloc (1/3); warmed \
-        up with 4 ops per slot, then 400k timed ops. `scaling-*` the same at other region sizes \
+        up with 4 ops per slot, then 400k timed ops. `random-actions-norealloc` the same script \
+        generator without realloc (a full slot is always freed; talc's `--no-realloc`), for \
+        information: it shows the allocators' alloc and free without the copies of the reallocs \
+        that move. `scaling-*` the same at other region sizes \
         (the live set grows with the region); `fixed-*` the same regions with the smallest \
         one's slot table, so that only the heap grows. `frames`, `latency`, `efficiency`, `threads`: see \
         the notes under their tables. ns/call counts every alloc, free and realloc as one call.\n\

@@ -103,7 +103,8 @@ pub fn pairs(n: usize, seed: u64) -> Script {
 /// `random-actions` (talc style): a table of `slots` slots; each op picks a slot at random:
 /// empty → allocate ([`mixed_size`], [`mixed_align`]); full → free (2/3) or realloc to a new
 /// [`mixed_size`] (1/3). The table settles at 60% full. The first `warm` ops are not timed.
-pub fn random_actions(slots: usize, warm: usize, timed: usize, seed: u64) -> Script {
+/// Without `realloc` (talc's `--no-realloc`), a full slot is always freed (50% full).
+pub fn random_actions(slots: usize, warm: usize, timed: usize, seed: u64, realloc: bool) -> Script {
     let mut r = Rng::new(seed);
     let mut full = vec![false; slots];
     let mut ops = Vec::with_capacity(warm + timed);
@@ -113,7 +114,7 @@ pub fn random_actions(slots: usize, warm: usize, timed: usize, seed: u64) -> Scr
             let size = mixed_size(&mut r);
             ops.push(Op::Alloc(s as u32, layout(size, mixed_align(&mut r))));
             full[s] = true;
-        } else if r.below(3) < 2 {
+        } else if !realloc || r.below(3) < 2 {
             ops.push(Op::Free(s as u32));
             full[s] = false;
         } else {
