@@ -1120,7 +1120,38 @@ impl Heap {
     ///
     /// # Time Complexity
     /// `O(log n)` plus the copy when it moves.
+    #[inline(always)]
     pub unsafe fn realloc(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new_size: usize,
+    ) -> Result<NonNull<u8>, AllocError> {
+        // Fast path: both sizes single blocks of cached orders (`new_size <= fast_max`, so the
+        // new layout is valid): the same order, or a move between the caches.
+        if new_size <= self.fast_max
+            && let Some(k_old) = self.fast_order(old)
+            && let Ok(new) = Layout::from_size_align(new_size, old.align())
+            && let Some(k_new) = self.fast_order(new)
+        {
+            if k_old == k_new {
+                // The same power-of-two size: nothing to do.
+                return Ok(ptr);
+            }
+            if let Some(moved) = self.move_via_cache(ptr, old, new, k_old, k_new) {
+                return Ok(moved);
+            }
+        }
+        // SAFETY: forwarded contract.
+        unsafe { self.realloc_slow(ptr, old, new_size) }
+    }
+
+    /// [`realloc`](Heap::realloc) past the fast path.
+    ///
+    /// # Safety
+    /// As [`realloc`](Heap::realloc).
+    #[inline(never)]
+    unsafe fn realloc_slow(
         &mut self,
         ptr: NonNull<u8>,
         old: Layout,
