@@ -1127,10 +1127,9 @@ impl Heap {
         old: Layout,
         new_size: usize,
     ) -> Result<NonNull<u8>, AllocError> {
-        // Fast path: both sizes single blocks of cached orders (`new_size <= fast_max`, so the
-        // new layout is valid): the same order, or a move between the caches.
-        if new_size <= self.fast_max
-            && let Some(k_old) = self.fast_order(old)
+        // Fast path: both sizes single blocks of cached orders: the same order, or a move
+        // between the caches.
+        if let Some(k_old) = self.fast_order(old)
             && let Ok(new) = Layout::from_size_align(new_size, old.align())
             && let Some(k_new) = self.fast_order(new)
         {
@@ -1146,7 +1145,8 @@ impl Heap {
         unsafe { self.realloc_slow(ptr, old, new_size) }
     }
 
-    /// [`realloc`](Heap::realloc) past the fast path.
+    /// [`realloc`](Heap::realloc) past the fast path: any block or run, through the caches,
+    /// in place, or moved.
     ///
     /// # Safety
     /// As [`realloc`](Heap::realloc).
@@ -1164,15 +1164,6 @@ impl Heap {
                 return Err(AllocError::SizeOverflow);
             }
         };
-        if let (Some(k_old), Some(k_new)) = (self.fast_order(old), self.fast_order(new)) {
-            if k_old == k_new {
-                // The same power-of-two size: nothing to do.
-                return Ok(ptr);
-            }
-            if let Some(moved) = self.move_via_cache(ptr, old, new, k_old, k_new) {
-                return Ok(moved);
-            }
-        }
         if let Some(moved) = self.move_via_caches(ptr, old, new) {
             return Ok(moved);
         }
