@@ -7,8 +7,9 @@
 //! (`F = S = 0`); only the heap knows it is free.
 //!
 //! Per order, a stack: the block freed last is handed out first (it is likely still in the
-//! caller's cache). A free into a full stack sends the block at the highest address back to the
-//! bitmaps, so that what stays cached keeps to low addresses.
+//! caller's cache). A free into a full stack sends a block back to the bitmaps: the one at the
+//! highest address among the [`EVICT_SCAN`] oldest (the whole stack where it holds only that
+//! many), so that what stays cached keeps to low addresses at a bounded cost per free.
 //!
 //! Exact-fit runs have a cache of their own ([`RunCache`]): freed runs stay allocated in the
 //! bitmaps (their pieces still marked "continues") and serve the next request of exactly
@@ -25,10 +26,36 @@ use crate::heap::MAX_REGIONS;
 /// Orders (from the minimum up) that have a cache: 16 B to 32 KiB at the default minimum block,
 /// 4 KiB to 8 MiB for page frames.
 pub(crate) const CACHE_ORDERS: usize = 12;
-/// Blocks per cached order. Measured with `cargo xtask bench` (`random-actions`, 64 MiB): 4
-/// slots 41 ns a call, 8 slots 37, 16 slots 33, 32 slots 29-31, 64 slots no better; heap
-/// efficiency and failed requests unchanged (a request coalesces the cache before failing).
-pub(crate) const CACHE_SLOTS: usize = 32;
+/// Freed blocks the deferred cache holds per order (for the 12 smallest orders): 128 on
+/// 64-bit targets, 32 on smaller ones, whose heaps and RAM are small (1.5 KiB of cache on
+/// 32-bit instead of 6). A free into a full order sends the highest-addressed of its 32 oldest
+/// blocks to the bitmaps; [`Heap::flush`](crate::Heap::flush) merges them all.
+///
+/// ```
+/// // What `Stats::cached_blocks` can reach per order.
+/// assert!(buddy_core::CACHE_SLOTS >= 32);
+/// ```
+///
+/// Why these sizes, measured with `cargo xtask bench` (`random-actions`, 64 MiB): before the
+/// run cache, 4 slots 41 ns a call, 8 slots 37, 16 slots 33, 32 slots 29-31. Since `realloc`
+/// moves blocks between the caches (and needs room in the old block's order to do so), more
+/// slots pay again: medians of 8 interleaved subset runs (`--workloads random-actions --only
+/// buddy,talc,floor --reps 5`), buddy / talc 0.77× with 32 slots (three rounds), 0.74× with
+/// 64, 0.73× with 128 when an eviction scans the whole stack, 0.70× with 128 and a scan of
+/// the 32 oldest (two rounds). Scanning a stack of 128 on every eviction lengthened the tail of
+/// `free` in `latency` (slowest call 441–491 ns against 170–190), hence the bounded scan.
+/// Heap efficiency and failed requests do not change: a request coalesces the cache before it
+/// fails.
+#[cfg(target_pointer_width = "64")]
+pub const CACHE_SLOTS: usize = 128;
+/// Freed blocks the deferred cache holds per order (see the 64-bit definition).
+#[cfg(not(target_pointer_width = "64"))]
+pub const CACHE_SLOTS: usize = 32;
+
+/// Oldest entries of a full stack that an eviction looks at (for the highest address).
+pub(crate) const EVICT_SCAN: usize = if CACHE_SLOTS < 32 { CACHE_SLOTS } else { 32 };
+
+const _: () = assert!(CACHE_SLOTS <= u8::MAX as usize, "a stack's length is a u8");
 
 /// The low bits of an entry that hold its region's index.
 const TAG: usize = 7;
@@ -77,9 +104,9 @@ impl Cache {
         }
     }
 
-    /// Caches block `a` of region `t`; when the order is full, the cached block at the highest
-    /// address makes room if it is above `a`. Returns the block that must go to the bitmaps
-    /// instead, if any (`a` itself for an order without a cache).
+    /// Caches block `a` of region `t`; when the order is full, the block at the highest address
+    /// among the [`EVICT_SCAN`] oldest makes room if it is above `a`. Returns the block that
+    /// must go to the bitmaps instead, if any (`a` itself for an order without a cache).
     #[inline]
     pub(crate) fn push_or_evict(&mut self, r: usize, a: usize, t: usize) -> Option<(usize, usize)> {
         if self.push(r, a, t) {
@@ -88,7 +115,7 @@ impl Cache {
         let Some(slots) = self.slots.get_mut(r) else {
             return Some((a, t));
         };
-        match slots.iter_mut().max_by_key(|e| **e & !TAG) {
+        match slots.iter_mut().take(EVICT_SCAN).max_by_key(|e| **e & !TAG) {
             Some(hi) if *hi & !TAG > a => {
                 let e = core::mem::replace(hi, a | t);
                 Some((e & !TAG, e & TAG))

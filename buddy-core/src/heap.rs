@@ -374,7 +374,7 @@ impl Heap {
         }
     }
 
-    /// Writes an empty heap with `config` into `slot`, in place: a `Heap` is some 20 KiB, and
+    /// Writes an empty heap with `config` into `slot`, in place: a `Heap` is some 34 KiB on 64-bit targets, and
     /// `slot.write(Heap::with_config(config))` may build it on the stack first (always in
     /// debug builds), too much for a thread with a small stack.
     ///
@@ -1266,8 +1266,8 @@ impl Heap {
     /// Coalesces the deferred caches: every recently freed block or run is merged with its
     /// buddies.
     ///
-    /// Freed small blocks are kept out of the bitmaps for a while (up to 32 per order for the
-    /// 12 smallest orders), and so are freed exact-fit runs (up to 512, by length; both caches
+    /// Freed small blocks are kept out of the bitmaps for a while (up to
+    /// [`CACHE_SLOTS`](crate::CACHE_SLOTS) per order for the 12 smallest orders), and so are freed exact-fit runs (up to 512, by length; both caches
     /// are shared by all regions), so that alloc/free pairs do not split and merge a dozen
     /// levels each time. They are served like any free block and counted as free in
     /// [`Stats`]; the only visible difference is the shape of the free lists. After freeing

@@ -71,6 +71,7 @@ mod tree;
 
 pub(crate) use log::{debug, log_warn, trace};
 
+pub use cache::CACHE_SLOTS;
 pub use error::{AllocError, CheckError, FreeError, RegionError};
 pub use heap::{
     BlockState, Config, DEFAULT_EXACT_FIT_ABOVE, DEFAULT_EXACT_FIT_PIECES, DEFAULT_MIN_BLOCK, Heap,

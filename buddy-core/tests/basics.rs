@@ -253,30 +253,36 @@ fn a_block_grown_in_place_off_its_alignment_frees_with_its_new_layout() {
 
 #[test]
 fn a_full_deferred_cache_sends_its_highest_block_to_the_bitmaps() {
-    // 32 cached blocks per order: free 32 blocks, then one at a lower address.
+    // CACHE_SLOTS cached blocks per order; an eviction takes the highest address among the 32
+    // oldest (all of them when the stack holds 32).
+    let n = buddy_core::CACHE_SLOTS;
+    assert!(n >= 32);
     let mut h = heap(1 << 16, 0, Config::new());
-    let blocks: Vec<_> = (0..40).map(|_| h.alloc(l(64, 8)).unwrap()).collect();
+    let mut blocks: Vec<_> = (0..n + 8).map(|_| h.alloc(l(64, 8)).unwrap()).collect();
+    blocks.sort_unstable();
     let addr = |i: usize| blocks[i].as_ptr() as usize;
-    assert!(
-        (1..40).all(|i| addr(i) > addr(i - 1)),
-        "lowest address first"
-    );
-    for &b in &blocks[1..=32] {
+    // Free blocks 1..=n, lowest first: the 32 oldest are 1..=32, and with more slots than
+    // that the highest cached block (n) is not among them.
+    for &b in &blocks[1..=n] {
         // SAFETY: live allocations with this layout.
         unsafe { h.dealloc(b, l(64, 8)) };
     }
-    assert_eq!(h.stats().cached_blocks, 32);
+    assert_eq!(h.stats().cached_blocks, n);
+    // A free into the full stack, below every cached block: block 32 goes to the bitmaps.
     // SAFETY: live allocation with this layout.
     unsafe { h.dealloc(blocks[0], l(64, 8)) };
-    assert_eq!(h.stats().cached_blocks, 32);
+    assert_eq!(h.stats().cached_blocks, n);
+    assert_eq!(h.block_state(addr(32)), BlockState::Free);
     h.check().unwrap();
-    // The cache now holds blocks 0..=31; block 32 went to the bitmaps.
-    let mut again: Vec<usize> = (0..32)
+    // The next n requests empty the cache: blocks 0..=n but 32.
+    let mut again: Vec<usize> = (0..n)
         .map(|_| h.alloc(l(64, 8)).unwrap().as_ptr() as usize)
         .collect();
     again.sort_unstable();
-    assert_eq!(again, (0..32).map(addr).collect::<Vec<_>>());
-    assert_eq!(h.alloc(l(64, 8)).unwrap().as_ptr() as usize, addr(32));
+    let expect: Vec<usize> = (0..=n).filter(|&i| i != 32).map(addr).collect();
+    assert_eq!(again, expect);
+    assert_eq!(h.stats().cached_blocks, 0);
+    assert_eq!(h.block_state(addr(32)), BlockState::Free);
     h.check().unwrap();
 }
 
