@@ -92,6 +92,13 @@ struct Chunk {
     heap: UnsafeCell<Heap>,
 }
 
+// The directory-size check (`Config::validate`) counts a chunk's header as at most
+// `HEADER_BOUND` bytes: a `Heap` that outgrows it must raise the bound.
+const _: () = assert!(
+    size_of::<Chunk>() <= crate::config::HEADER_BOUND,
+    "a chunk header outgrew HEADER_BOUND"
+);
+
 impl Chunk {
     /// Locks the chunk's heap.
     #[inline]
