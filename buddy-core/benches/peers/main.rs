@@ -559,6 +559,13 @@ fn main() -> ExitCode {
             let name = format!("fixed-{}M", len / MIB);
             works.push(throughput(&plan, &arena, &name, len, &small, &SUBJECTS));
         }
+        // The growing live set without reallocs: what the allocators' own calls cost as the
+        // heap grows, without the copies of the reallocs that move (on cold memory at 256 MiB).
+        for len in plan.scaling {
+            let s = plan.random_actions_no_realloc(len, 0x5eed);
+            let name = format!("norealloc-{}M", len / MIB);
+            works.push(throughput(&plan, &arena, &name, len, &s, &SUBJECTS));
+        }
     }
     let latency = if plan.runs("latency") {
         latency(&plan, &arena, &clock)

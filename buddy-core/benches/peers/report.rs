@@ -462,7 +462,7 @@ fn ns_table(r: &Results) -> Table {
         );
     }
     t.notes.push(format!(
-        "Regions: {} MiB except scaling-* and fixed-*; frames' failed requests are in their own table. \
+        "Regions: {} MiB except scaling-*, fixed-* and norealloc-*; frames' failed requests are in their own table. \
          Spread (min..max over repetitions) is in results.csv.",
         r.main_len >> 20
     ));
@@ -893,6 +893,23 @@ fn targets(r: &Results) -> Vec<Target> {
                 measured: format!("{} (floor {})", ratio(x), ratio(floor)),
                 pass: None,
                 by: "(information; the target is the row above)".into(),
+            });
+        }
+        // Nor this: the growing live set without reallocs, whose moves copy cold memory.
+        let [n1, n3] = [&s1, &s3].map(|n| n.replacen("scaling", "norealloc", 1));
+        if let (Some(a), Some(b)) = (r.work(&n1), r.work(&n3)) {
+            let x = |who: &str| b.ns_of(who) / a.ns_of(who);
+            v.push(Target {
+                what: format!("(variant) no realloc: buddy {n3} / {n1}"),
+                goal: "≤ 1.30×".into(),
+                measured: format!(
+                    "{} (floor {}, talc {})",
+                    ratio(x("buddy")),
+                    ratio(x("floor")),
+                    ratio(x("talc"))
+                ),
+                pass: None,
+                by: "(information; the target is the scaling row)".into(),
             });
         }
     }
@@ -1575,7 +1592,9 @@ fn markdown(r: &Results, m: &Machine) -> String {
         information: it shows the allocators' alloc and free without the copies of the reallocs \
         that move. `scaling-*` the same at other region sizes \
         (the live set grows with the region); `fixed-*` the same regions with the smallest \
-        one's slot table, so that only the heap grows. `frames`, `latency`, `efficiency`, `threads`: see \
+        one's slot table, so that only the heap grows; `norealloc-*` the scaling-* regions and \
+        live sets with the `random-actions-norealloc` generator, so that no realloc copies cold \
+        memory. `frames`, `latency`, `efficiency`, `threads`: see \
         the notes under their tables. ns/call counts every alloc, free and realloc as one call.\n\
         - Peers are called through their own APIs over the region (talc `Talc<Manual>`, \
         rlsf `Tlsf<u32, u32, 24, 32>`, buddy_system_allocator `Heap<32>`, linked_list_allocator \
