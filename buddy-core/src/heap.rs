@@ -1405,11 +1405,14 @@ impl Heap {
             return BlockState::Metadata;
         }
         let (a, k) = tree.leaf(addr);
+        // The run cache is scanned whole (its sets are keyed by length, not address), so an
+        // empty one is skipped: a map of a heap calls this for every minimum block.
         let cached = self.cache.contains(k.wrapping_sub(self.min) as usize, a, t)
-            || self
-                .runs
-                .entries()
-                .any(|(q, rt, u)| rt == t && addr.wrapping_sub(q) < (u as usize) << self.min);
+            || (self.runs.len() != 0
+                && self
+                    .runs
+                    .entries()
+                    .any(|(q, rt, u)| rt == t && addr.wrapping_sub(q) < (u as usize) << self.min));
         if cached || tree.is_free_at(addr) {
             BlockState::Free
         } else {
