@@ -103,11 +103,12 @@ fn threads_never_see_scribbled_bytes_in_their_blocks() {
                 byte = byte.wrapping_add(0x3B);
                 a.scribble_free(byte);
                 rounds.fetch_add(1, Relaxed);
-                // Let the workers at the chunks between rounds: under valgrind, which runs one
-                // thread at a time, a scribbler that goes straight on holds them off (345k
-                // rounds against the workers' 2000 steps and 100-700 s for this test; with
-                // the yield, 7 rounds and 89 s).
-                std::thread::yield_now();
+                // Let the workers at the chunks between rounds. Under valgrind, which runs
+                // one thread at a time, a scribbler that goes straight on holds them off
+                // (345k rounds against the workers' 2000 steps), and a yield is not enough
+                // when the other test runs beside this one (900 s in a CI run); a sleep
+                // really leaves the CPU (both tests under valgrind: 148-160 s).
+                std::thread::sleep(std::time::Duration::from_millis(1));
             }
         });
         let handles: Vec<_> = (0..workers)
