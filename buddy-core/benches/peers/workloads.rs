@@ -55,7 +55,14 @@ pub fn mixed_align(r: &mut Rng) -> usize {
     }
 }
 
+/// Every layout a script allocates with. Sizes and alignments fit a `u32`, which [`Slot`]
+/// relies on (a realloc's new size is a `u32` in [`Op`] already); checked here, while scripts
+/// are generated, not in the timed loop.
 fn layout(size: usize, align: usize) -> Layout {
+    assert!(
+        size <= u32::MAX as usize && align <= u32::MAX as usize,
+        "script layout too large for a slot"
+    );
     Layout::from_size_align(size, align).expect("valid layout")
 }
 
@@ -401,7 +408,8 @@ impl Slot {
 
     #[inline(always)]
     fn layout(&self) -> Layout {
-        // SAFETY: `size` and `align` were taken from a valid `Layout` (`Slot::full`).
+        // SAFETY: `size` and `align` were taken from a valid `Layout` by `Slot::full`, without
+        // truncation: scripts' sizes and alignments fit a `u32` (`layout`, `Op::Realloc`).
         unsafe { Layout::from_size_align_unchecked(self.size as usize, self.align as usize) }
     }
 
