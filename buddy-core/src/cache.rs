@@ -82,7 +82,8 @@ impl Cache {
     #[inline]
     pub(crate) fn pop(&mut self, r: usize) -> Option<(usize, usize)> {
         let n = self.len.get_mut(r)?;
-        let i = n.checked_sub(1)?;
+        // Empty wraps to 255, out of the stack's bounds: one test for both.
+        let i = n.wrapping_sub(1);
         let e = *self.slots.get(r)?.get(i as usize)?;
         *n = i;
         Some((e & !TAG, e & TAG))

@@ -639,3 +639,32 @@ fn powers_of_two_above_the_exact_fit_threshold_recycle_through_the_block_cache()
     h.flush();
     h.check().unwrap();
 }
+
+#[test]
+fn stats_count_the_fast_paths_like_the_slow_ones() {
+    // The first 50-byte request splits blocks (slow path); the next ones come from the
+    // deferred cache and their frees go back to it (fast paths, counted by order).
+    let mut h = heap(1 << 16, 0, Config::new());
+    let small = l(50, 8);
+    for _ in 0..3 {
+        let p = h.alloc(small).unwrap();
+        // SAFETY: live allocation of h, with this layout.
+        unsafe { h.dealloc(p, small) };
+    }
+    let big = h.alloc(l(1000, 8)).unwrap();
+    let p = h.alloc(small).unwrap();
+    let s = h.stats();
+    assert_eq!((s.allocations, s.frees, s.live_allocations), (5, 3, 2));
+    assert_eq!(s.allocated_bytes, 1024 + 64);
+    assert_eq!(s.allocated_bytes_total, 4 * 64 + 1024);
+    assert_eq!(s.requested_bytes_total, 4 * 50 + 1000);
+    assert_eq!(s.high_water_bytes, 1024 + 64);
+    // SAFETY: live allocations of h.
+    unsafe {
+        assert_eq!(h.free(p), Ok(64));
+        assert_eq!(h.free(big), Ok(1024));
+    }
+    let s = h.stats();
+    assert_eq!((s.allocations, s.frees, s.live_allocations), (5, 5, 0));
+    assert_eq!((s.allocated_bytes, s.high_water_bytes), (0, 1024 + 64));
+}

@@ -67,6 +67,10 @@ struct Harness {
     config: Config,
     scribble: bool,
     round: u8,
+    /// Bounds on the high-water mark: the largest live total seen after any op, and that or
+    /// a realloc's old and new blocks together (a move may hold both for a moment).
+    high_water_lo: usize,
+    high_water_hi: usize,
 }
 
 impl Harness {
@@ -88,6 +92,8 @@ impl Harness {
             config,
             scribble,
             round: 0,
+            high_water_lo: 0,
+            high_water_hi: 0,
         }
     }
 
@@ -115,6 +121,11 @@ impl Harness {
 
     fn pick(&self, i: usize) -> Option<usize> {
         (!self.live.is_empty()).then(|| i % self.live.len())
+    }
+
+    /// Bytes handed out to live blocks.
+    fn live_bytes(&self) -> usize {
+        self.live.iter().map(|l| l.handed).sum()
     }
 
     fn step(&mut self, op: &Op) {
@@ -185,6 +196,7 @@ impl Harness {
                     let l = self.live[i];
                     let new_layout = Layout::from_size_align(new_size, l.layout.align()).unwrap();
                     let (_, handed) = self.expected(new_layout);
+                    self.high_water_hi = self.high_water_hi.max(self.live_bytes() + handed);
                     let before = self.heap.stats();
                     // SAFETY: live allocation with this layout.
                     match unsafe { self.heap.realloc(l.ptr, l.layout, new_size) } {
@@ -257,6 +269,16 @@ impl Harness {
             }
             Op::Flush => self.heap.flush(),
         }
+        let live = self.live_bytes();
+        self.high_water_lo = self.high_water_lo.max(live);
+        self.high_water_hi = self.high_water_hi.max(live);
+        let hw = self.heap.stats().high_water_bytes;
+        assert!(
+            (self.high_water_lo..=self.high_water_hi).contains(&hw),
+            "high-water mark {hw} outside {}..={}",
+            self.high_water_lo,
+            self.high_water_hi
+        );
         self.verify();
         if self.scribble {
             self.scribble_free_memory();
