@@ -64,44 +64,92 @@ const _: () = assert!(
     "region index must fit the entry's low bits"
 );
 
-/// The cache of a heap. All zero bits is an empty cache.
+/// Words per order in [`Cache`]'s table: a 0 below the stack and its `CACHE_SLOTS` entries.
+/// The next row's 0 (or the table's last word) sits above them.
+const ROW: usize = CACHE_SLOTS + 1;
+/// Words of the table.
+const WORDS: usize = CACHE_ORDERS * ROW + 1;
+/// A slot no block has been cached in since `init`: never an entry (an entry's address is a
+/// block's, not 0), and not 0, so a push may take it.
+const UNUSED: usize = 1;
+
+const _: () = assert!(WORDS <= u16::MAX as usize, "a top index is a u16");
+
+/// The cache of a heap. All zero bits is an empty cache that takes no block; it takes them
+/// after [`init`](Cache::init) (which the heap calls with its first region).
+///
+/// Each order's stack is a row of the table between two 0 words, and its top is kept as an
+/// index into the whole table: the fast paths reach the top entry in one load, and find an
+/// empty stack by reading the 0 below it, a full one by reading the 0 above, without the
+/// row's place or length (callgrind on `cargo xtask bench`'s `pairs`: 4 instructions fewer a
+/// call than a length per order, 68.6 to 63.8 million over 1.2 million calls; 1.60 to 1.46
+/// times the floor, 5 interleaved rounds).
 pub(crate) struct Cache {
-    slots: [[usize; CACHE_SLOTS]; CACHE_ORDERS],
-    len: [u8; CACHE_ORDERS],
+    /// Rows of `ROW` words, each a 0 then entries (or [`UNUSED`]), and a final 0.
+    slots: [usize; WORDS],
+    /// Per order, the index in `slots` of its top entry: of the 0 below it when empty.
+    ///
+    /// Invariant, relied on by `unsafe` hints in `pop` and `push`: every top is below
+    /// `WORDS - 1`. Only `init`, `pop` and `push` write tops. `init` sets each to its row's
+    /// 0. `pop` lowers a top only from an entry (not 0), so to at least its row's 0. `push`
+    /// raises a top only onto a word that is not 0: an entry or `UNUSED`, at most the last
+    /// entry of the last row, `WORDS - 2` (before `init`, every word is 0 and `push` refuses).
+    top: [u16; CACHE_ORDERS],
 }
 
 impl Cache {
     pub(crate) const fn new() -> Cache {
         Cache {
-            slots: [[0; CACHE_SLOTS]; CACHE_ORDERS],
-            len: [0; CACHE_ORDERS],
+            slots: [0; WORDS],
+            top: [0; CACHE_ORDERS],
         }
+    }
+
+    /// Empties the cache and makes it ready for blocks.
+    pub(crate) fn init(&mut self) {
+        self.slots.fill(UNUSED);
+        for r in 0..CACHE_ORDERS {
+            self.slots[Self::base(r)] = 0;
+            self.top[r] = Self::base(r) as u16;
+        }
+        self.slots[WORDS - 1] = 0;
+    }
+
+    /// Index in `slots` of the 0 below the stack of order index `r`.
+    fn base(r: usize) -> usize {
+        r * ROW
     }
 
     /// Takes the block freed last of order index `r` (`k - min`): `(address, region)`.
     #[inline]
     pub(crate) fn pop(&mut self, r: usize) -> Option<(usize, usize)> {
-        let n = self.len.get_mut(r)?;
-        // Empty wraps to 255, out of the stack's bounds: one test for both.
-        let i = n.wrapping_sub(1);
-        let e = *self.slots.get(r)?.get(i as usize)?;
-        *n = i;
+        let top = self.top.get_mut(r)?;
+        // SAFETY: see `Cache::top`: every top is below `WORDS - 1`.
+        unsafe { core::hint::assert_unchecked((*top as usize) < WORDS - 1) };
+        let e = *self.slots.get(*top as usize)?;
+        if e == 0 {
+            return None;
+        }
+        *top -= 1;
         Some((e & !TAG, e & TAG))
     }
 
     /// Caches block `a` of region `t` at order index `r` if there is room.
     #[inline]
     pub(crate) fn push(&mut self, r: usize, a: usize, t: usize) -> bool {
-        let Some(n) = self.len.get_mut(r) else {
+        let Some(top) = self.top.get_mut(r) else {
             return false;
         };
-        match self.slots.get_mut(r).and_then(|s| s.get_mut(*n as usize)) {
-            Some(slot) => {
+        // SAFETY: see `Cache::top`: every top is below `WORDS - 1`.
+        unsafe { core::hint::assert_unchecked((*top as usize) < WORDS - 1) };
+        let i = *top as usize + 1;
+        match self.slots.get_mut(i) {
+            Some(slot) if *slot != 0 => {
                 *slot = a | t;
-                *n += 1;
+                *top = i as u16;
                 true
             }
-            None => false,
+            _ => false,
         }
     }
 
@@ -113,10 +161,11 @@ impl Cache {
         if self.push(r, a, t) {
             return None;
         }
-        let Some(slots) = self.slots.get_mut(r) else {
+        let oldest = Self::base(r) + 1..Self::base(r) + 1 + EVICT_SCAN.min(self.len(r));
+        let Some(slots) = self.slots.get_mut(oldest) else {
             return Some((a, t));
         };
-        match slots.iter_mut().take(EVICT_SCAN).max_by_key(|e| **e & !TAG) {
+        match slots.iter_mut().max_by_key(|e| **e & !TAG) {
             Some(hi) if *hi & !TAG > a => {
                 let e = core::mem::replace(hi, a | t);
                 Some((e & !TAG, e & TAG))
@@ -128,12 +177,14 @@ impl Cache {
     /// Order index `r` has room for one more block.
     #[inline]
     pub(crate) fn has_room(&self, r: usize) -> bool {
-        self.len.get(r).is_some_and(|&n| (n as usize) < CACHE_SLOTS)
+        r < CACHE_ORDERS && self.len(r) < CACHE_SLOTS
     }
 
     /// Blocks cached at order index `r`.
     pub(crate) fn len(&self, r: usize) -> usize {
-        self.len.get(r).map_or(0, |&n| n as usize)
+        self.top
+            .get(r)
+            .map_or(0, |&t| (t as usize).saturating_sub(Self::base(r)))
     }
 
     /// Block `a` of region `t` is cached at order index `r`.
@@ -141,11 +192,12 @@ impl Cache {
         self.entries(r).any(|e| e == (a, t))
     }
 
-    /// The cached blocks of order index `r`, `(address, region)`.
+    /// The cached blocks of order index `r`, `(address, region)`, oldest first.
     pub(crate) fn entries(&self, r: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let live = Self::base(r) + 1..Self::base(r) + 1 + self.len(r);
         self.slots
-            .get(r)
-            .map_or(&[][..], |s| &s[..self.len(r)])
+            .get(live)
+            .unwrap_or(&[])
             .iter()
             .map(|&e| (e & !TAG, e & TAG))
     }
