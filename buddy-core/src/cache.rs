@@ -67,8 +67,11 @@ const _: () = assert!(
 /// Words per order in [`Cache`]'s table: a 0 below the stack and its `CACHE_SLOTS` entries.
 /// The next row's 0 (or the table's last word) sits above them.
 const ROW: usize = CACHE_SLOTS + 1;
-/// Words of the table.
-const WORDS: usize = CACHE_ORDERS * ROW + 1;
+/// Words of the table: a 0, the rows, a 0.
+const WORDS: usize = 1 + CACHE_ORDERS * ROW + 1;
+/// Orders a top can be kept for: every `k` with `1 << k` in a `usize`, and one more (the
+/// fast paths index by an order the compiler knows to be at most `usize::BITS`).
+const ORDERS: usize = usize::BITS as usize + 1;
 /// A slot no block has been cached in since `init`: never an entry (an entry's address is a
 /// block's, not 0), and not 0, so a push may take it.
 const UNUSED: usize = 1;
@@ -78,52 +81,71 @@ const _: () = assert!(WORDS <= u16::MAX as usize, "a top index is a u16");
 /// The cache of a heap. All zero bits is an empty cache that takes no block; it takes them
 /// after [`init`](Cache::init) (which the heap calls with its first region).
 ///
-/// Each order's stack is a row of the table between two 0 words, and its top is kept as an
-/// index into the whole table: the fast paths reach the top entry in one load, and find an
-/// empty stack by reading the 0 below it, a full one by reading the 0 above, without the
-/// row's place or length (callgrind on `cargo xtask bench`'s `pairs`: 4 instructions fewer a
-/// call than a length per order, 68.6 to 63.8 million over 1.2 million calls; 1.60 to 1.46
-/// times the floor, 5 interleaved rounds).
+/// Each order's stack is a row of the table between two 0 words, and its top is kept, by
+/// order, as an index into the whole table: the fast paths reach the top entry in one load
+/// from the order they computed, and find an empty stack by reading the 0 below it, a full
+/// one by reading the 0 above, without the row's place or length. An order without a stack
+/// has its top at the table's first word, a 0 with a 0 above it: empty and full at once.
+/// (Callgrind on `cargo xtask bench`'s `pairs`: 4 instructions fewer a call than a length
+/// per order index, 68.6 to 63.8 million over 1.2 million calls, 1.60 to 1.46 times the
+/// floor in 5 interleaved rounds; keeping tops by order rather than by `k - min` took 2.5
+/// more off.)
 pub(crate) struct Cache {
-    /// Rows of `ROW` words, each a 0 then entries (or [`UNUSED`]), and a final 0.
+    /// A 0, rows of `ROW` words (each a 0 then entries or [`UNUSED`]), and a final 0.
     slots: [usize; WORDS],
-    /// Per order, the index in `slots` of its top entry: of the 0 below it when empty.
+    /// By order `k`, the index in `slots` of its top entry: of the 0 below it when empty,
+    /// 0 for an order without a stack (all of them before `init`).
     ///
-    /// Invariant, relied on by `unsafe` hints in `pop` and `push`: every top is below
-    /// `WORDS - 1`. Only `init`, `pop` and `push` write tops. `init` sets each to its row's
-    /// 0. `pop` lowers a top only from an entry (not 0), so to at least its row's 0. `push`
-    /// raises a top only onto a word that is not 0: an entry or `UNUSED`, at most the last
-    /// entry of the last row, `WORDS - 2` (before `init`, every word is 0 and `push` refuses).
-    top: [u16; CACHE_ORDERS],
+    /// Invariant, relied on by `unsafe` hints in `pop_order` and `push_order`: every top is
+    /// below `WORDS - 1`. Only `init`, `pop_order` and `push_order` write tops. `init` sets
+    /// each to 0 or its row's 0. `pop_order` lowers a top only from an entry (not 0), so to
+    /// at least its row's 0. `push_order` raises a top only onto a word that is not 0: an
+    /// entry or `UNUSED`, at most the last entry of the last row, `WORDS - 2` (before `init`
+    /// every word is 0 and it refuses).
+    top: [u16; ORDERS],
+    /// Order of the first stack (`min` of the heap), set by `init`.
+    min: u32,
 }
 
 impl Cache {
     pub(crate) const fn new() -> Cache {
         Cache {
             slots: [0; WORDS],
-            top: [0; CACHE_ORDERS],
+            top: [0; ORDERS],
+            min: 0,
         }
     }
 
-    /// Empties the cache and makes it ready for blocks.
-    pub(crate) fn init(&mut self) {
+    /// Empties the cache and makes it ready for blocks of orders `min` to `min +
+    /// CACHE_ORDERS - 1` (index `r` for order `min + r`).
+    pub(crate) fn init(&mut self, min: u32) {
         self.slots.fill(UNUSED);
+        self.slots[0] = 0;
+        self.slots[WORDS - 1] = 0;
+        self.top = [0; ORDERS];
+        self.min = min;
         for r in 0..CACHE_ORDERS {
             self.slots[Self::base(r)] = 0;
-            self.top[r] = Self::base(r) as u16;
+            if let Some(top) = self.top.get_mut(min as usize + r) {
+                *top = Self::base(r) as u16;
+            }
         }
-        self.slots[WORDS - 1] = 0;
     }
 
     /// Index in `slots` of the 0 below the stack of order index `r`.
     fn base(r: usize) -> usize {
-        r * ROW
+        1 + r * ROW
     }
 
-    /// Takes the block freed last of order index `r` (`k - min`): `(address, region)`.
+    /// The order of index `r`, if it has a stack.
+    fn order(&self, r: usize) -> Option<u32> {
+        (r < CACHE_ORDERS).then(|| self.min + r as u32)
+    }
+
+    /// Takes the block of order `k` freed last: `(address, region)`.
     #[inline]
-    pub(crate) fn pop(&mut self, r: usize) -> Option<(usize, usize)> {
-        let top = self.top.get_mut(r)?;
+    pub(crate) fn pop_order(&mut self, k: u32) -> Option<(usize, usize)> {
+        let top = self.top.get_mut(k as usize)?;
         // SAFETY: see `Cache::top`: every top is below `WORDS - 1`.
         unsafe { core::hint::assert_unchecked((*top as usize) < WORDS - 1) };
         let e = *self.slots.get(*top as usize)?;
@@ -134,10 +156,10 @@ impl Cache {
         Some((e & !TAG, e & TAG))
     }
 
-    /// Caches block `a` of region `t` at order index `r` if there is room.
+    /// Caches block `a` of region `t`, of order `k`, if its stack has room.
     #[inline]
-    pub(crate) fn push(&mut self, r: usize, a: usize, t: usize) -> bool {
-        let Some(top) = self.top.get_mut(r) else {
+    pub(crate) fn push_order(&mut self, k: u32, a: usize, t: usize) -> bool {
+        let Some(top) = self.top.get_mut(k as usize) else {
             return false;
         };
         // SAFETY: see `Cache::top`: every top is below `WORDS - 1`.
@@ -151,6 +173,18 @@ impl Cache {
             }
             _ => false,
         }
+    }
+
+    /// Takes the block freed last of order index `r` (`k - min`): `(address, region)`.
+    #[inline]
+    pub(crate) fn pop(&mut self, r: usize) -> Option<(usize, usize)> {
+        self.pop_order(self.order(r)?)
+    }
+
+    /// Caches block `a` of region `t` at order index `r` if there is room.
+    #[inline]
+    pub(crate) fn push(&mut self, r: usize, a: usize, t: usize) -> bool {
+        self.order(r).is_some_and(|k| self.push_order(k, a, t))
     }
 
     /// Caches block `a` of region `t`; when the order is full, the block at the highest address
@@ -174,16 +208,19 @@ impl Cache {
         }
     }
 
-    /// Order index `r` has room for one more block.
+    /// Order `k` has a stack with room for one more block.
     #[inline]
-    pub(crate) fn has_room(&self, r: usize) -> bool {
-        r < CACHE_ORDERS && self.len(r) < CACHE_SLOTS
+    pub(crate) fn has_room(&self, k: u32) -> bool {
+        let Some(&top) = self.top.get(k as usize) else {
+            return false;
+        };
+        self.slots.get(top as usize + 1).is_some_and(|&w| w != 0)
     }
 
     /// Blocks cached at order index `r`.
     pub(crate) fn len(&self, r: usize) -> usize {
-        self.top
-            .get(r)
+        self.order(r)
+            .and_then(|k| self.top.get(k as usize))
             .map_or(0, |&t| (t as usize).saturating_sub(Self::base(r)))
     }
 

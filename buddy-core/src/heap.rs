@@ -247,7 +247,7 @@ fn single_block(p: usize, s: usize) -> bool {
 /// `pairs`: 1.5 instructions fewer a call, 70.4 to 68.6 million over 1.2 million calls).
 /// Alloc and free now share a counter, a chain of stores between them; on this 2-core
 /// machine `pairs` got faster (1.66 to 1.60 times the floor, 5 interleaved rounds).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 struct Counters {
     /// Allocations by the slow paths.
     allocations: usize,
@@ -256,9 +256,9 @@ struct Counters {
     /// Bytes handed out by the slow paths.
     handed: usize,
     /// Single blocks handed out (`pops`) and given back (`pushes`) by the fast paths, by
-    /// cache order index.
-    pops: [usize; CACHE_ORDERS],
-    pushes: [usize; CACHE_ORDERS],
+    /// order (any `k` the fast paths can compute, up to `usize::BITS`).
+    pops: [usize; usize::BITS as usize + 1],
+    pushes: [usize; usize::BITS as usize + 1],
     high_water: usize,
     /// `high_water` less the live bytes.
     slack: usize,
@@ -411,8 +411,8 @@ impl Heap {
                 allocations: 0,
                 frees: 0,
                 handed: 0,
-                pops: [0; CACHE_ORDERS],
-                pushes: [0; CACHE_ORDERS],
+                pops: [0; usize::BITS as usize + 1],
+                pushes: [0; usize::BITS as usize + 1],
                 high_water: 0,
                 slack: 0,
                 requested_total: 0,
@@ -659,7 +659,7 @@ impl Heap {
         // Both vectors have room: `check_new_region` rejected a full heap, and they grow together.
         self.max_top = self.max_top.max(tree.top);
         if self.trees.is_empty() {
-            self.cache.init();
+            self.cache.init(tree.min);
             self.min = tree.min;
             // Requests of at most `fast_max` bytes are exactly those that `request` gives one
             // block of a cached order of this tree (no exact-fit run).
@@ -745,22 +745,21 @@ impl Heap {
     #[inline(always)]
     pub fn alloc(&mut self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
         // Fast path: a recently freed block of the right order, from any region.
-        if let Some((k, r)) = self.fast_order(layout)
-            && let Some((a, t)) = self.cache.pop(r)
+        if let Some(k) = self.fast_order(layout)
+            && let Some((a, t)) = self.cache.pop_order(k)
         {
-            self.note_pop(layout.size(), r, k);
+            self.note_pop(layout.size(), k);
             return Ok(self.ptr(t, a));
         }
         self.alloc_slow(layout)
     }
 
-    /// The order `k` of a request the fast paths can serve, with its deferred cache index
-    /// `r = k - min` (known to the compiler to be in bounds), else `None`. They serve a
-    /// single block of a cached order of the first region: up to `fast_max` bytes, or a power
-    /// of two at least as large as its alignment up to `fast_pow2_max` (exact fit takes one
+    /// The order of a request the fast paths can serve, else `None`. They serve a single
+    /// block of a cached order of the first region: up to `fast_max` bytes, or a power of
+    /// two at least as large as its alignment up to `fast_pow2_max` (exact fit takes one
     /// block for those: `Vec`'s doubling capacities, say).
     #[inline(always)]
-    fn fast_order(&self, layout: Layout) -> Option<(u32, usize)> {
+    fn fast_order(&self, layout: Layout) -> Option<u32> {
         // `m`: `max(size, align, minimum block) - 1` has the same highest bit as the or of
         // the three less one (the alignment and the minimum block are powers of two), which
         // is at least as large. So below a power of two (`fast_pow2_max`, and `fast_max` by
@@ -770,15 +769,10 @@ impl Heap {
         // the alignment (and then `m = size - 1`).
         let m = layout.size().wrapping_sub(1) | (layout.align() - 1) | self.min_mask;
         if m < self.fast_max || (m < self.fast_pow2_max && layout.size() & m == 0) {
-            // `request`'s order (`| 1` only tells the compiler that `m` is not 0).
-            let k = (m | 1).ilog2() + 1;
-            let r = k.wrapping_sub(self.min) as usize;
-            debug_assert!(r < CACHE_ORDERS, "fast path for an uncached order");
-            // SAFETY: `m < fast_pow2_max <= 2^(min + CACHE_ORDERS - 1)` (`push_tree`), so
-            // `k <= min + CACHE_ORDERS - 1`; and since `fast_pow2_max > 0` a region exists,
-            // so `m >= min_mask = 2^min - 1 > 0` and `k >= min`.
-            unsafe { core::hint::assert_unchecked(r < CACHE_ORDERS) };
-            return Some((k, r));
+            // `request`'s order: at least `min` (a region exists, so `min_mask` is
+            // `2^min - 1`) and a cached one (`fast_pow2_max <= 2^(min + CACHE_ORDERS - 1)`).
+            // `| 1` only tells the compiler that `m` is not 0.
+            return Some((m | 1).ilog2() + 1);
         }
         None
     }
@@ -985,22 +979,22 @@ impl Heap {
         c.give(handed);
     }
 
-    /// A fast-path allocation: one block of order `k`, cache index `r`.
+    /// A fast-path allocation: one block of order `k`.
     #[inline(always)]
-    fn note_pop(&mut self, requested: usize, r: usize, k: u32) {
+    fn note_pop(&mut self, requested: usize, k: u32) {
         let c = &mut self.counters;
-        if let Some(n) = c.pops.get_mut(r) {
+        if let Some(n) = c.pops.get_mut(k as usize) {
             *n = n.wrapping_add(1);
         }
         c.take(1 << k);
         c.requested_total = c.requested_total.wrapping_add(requested);
     }
 
-    /// A fast-path free: one block of order `k`, cache index `r`.
+    /// A fast-path free: one block of order `k`.
     #[inline(always)]
-    fn note_push(&mut self, r: usize, k: u32) {
+    fn note_push(&mut self, k: u32) {
         let c = &mut self.counters;
-        if let Some(n) = c.pushes.get_mut(r) {
+        if let Some(n) = c.pushes.get_mut(k as usize) {
             *n = n.wrapping_add(1);
         }
         c.give(1 << k);
@@ -1023,7 +1017,7 @@ impl Heap {
         // (other regions go through the slow path to the same cache). An allocation resized
         // in place may be a run of a power-of-two size that is not aligned to it: that takes
         // the slow path too.
-        if let Some((k, r)) = self.fast_order(layout)
+        if let Some(k) = self.fast_order(layout)
             && ptr.addr().trailing_zeros() >= k
             && p.wrapping_sub(self.first_start) < self.first_len
         {
@@ -1032,8 +1026,8 @@ impl Heap {
                 Ok(1 << k),
                 "dealloc with a wrong layout"
             );
-            if self.cache.push(r, p, 0) {
-                self.note_push(r, k);
+            if self.cache.push_order(k, p, 0) {
+                self.note_push(k);
                 return;
             }
         }
@@ -1215,15 +1209,15 @@ impl Heap {
     ) -> Result<NonNull<u8>, AllocError> {
         // Fast path: both sizes single blocks of cached orders: the same order, or a move
         // between the caches.
-        if let Some(fast_old) = self.fast_order(old)
+        if let Some(k_old) = self.fast_order(old)
             && let Ok(new) = Layout::from_size_align(new_size, old.align())
-            && let Some(fast_new) = self.fast_order(new)
+            && let Some(k_new) = self.fast_order(new)
         {
-            if fast_old == fast_new {
+            if k_old == k_new {
                 // The same power-of-two size: nothing to do.
                 return Ok(ptr);
             }
-            if let Some(moved) = self.move_via_cache(ptr, old, new, fast_old, fast_new) {
+            if let Some(moved) = self.move_via_cache(ptr, old, new, k_old, k_new) {
                 return Ok(moved);
             }
         }
@@ -1281,26 +1275,26 @@ impl Heap {
     /// `None`, and nothing changed, when the caches cannot do it.
     ///
     /// `ptr` is a live allocation of this heap with layout `old`, `new.align() == old.align()`,
-    /// `(k_old, r_old) != (k_new, r_new)` their fast-path orders and cache indices.
+    /// `k_old != k_new` their fast-path orders.
     #[inline]
     fn move_via_cache(
         &mut self,
         ptr: NonNull<u8>,
         old: Layout,
         new: Layout,
-        (k_old, r_old): (u32, usize),
-        (k_new, r_new): (u32, usize),
+        k_old: u32,
+        k_new: u32,
     ) -> Option<NonNull<u8>> {
         let p = ptr.as_ptr() as usize;
         if p & ((1 << k_old) - 1) != 0 {
             return None;
         }
         let t = self.tree_of(p)?;
-        if !self.cache.has_room(r_old) {
+        if !self.cache.has_room(k_old) {
             return None;
         }
-        let (a, ta) = self.cache.pop(r_new)?;
-        let pushed = self.cache.push(r_old, p, t);
+        let (a, ta) = self.cache.pop_order(k_new)?;
+        let pushed = self.cache.push_order(k_old, p, t);
         debug_assert!(pushed);
         let moved = self.ptr(ta, a);
         // SAFETY: `ptr` is live with `old.size()` bytes (the caller's contract) and `moved` was
@@ -1309,8 +1303,8 @@ impl Heap {
         unsafe {
             core::ptr::copy_nonoverlapping(ptr.as_ptr(), moved.as_ptr(), new.size().min(old.size()))
         };
-        self.note_push(r_old, k_old);
-        self.note_pop(new.size(), r_new, k_new);
+        self.note_push(k_old);
+        self.note_pop(new.size(), k_new);
         Some(moved)
     }
 
@@ -1384,9 +1378,9 @@ impl Heap {
         s.allocated_bytes_total = c.handed;
         s.allocations = c.allocations;
         s.frees = c.frees;
-        for (r, (pops, pushes)) in c.pops.iter().zip(&c.pushes).enumerate() {
+        for (k, (pops, pushes)) in c.pops.iter().zip(&c.pushes).enumerate() {
             // Orders past the largest never pop (and would overflow the shift).
-            let bytes = 1usize.checked_shl(self.min + r as u32).unwrap_or(0);
+            let bytes = 1usize.checked_shl(k as u32).unwrap_or(0);
             s.allocated_bytes_total = s
                 .allocated_bytes_total
                 .wrapping_add(pops.wrapping_mul(bytes));
