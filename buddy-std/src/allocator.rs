@@ -80,7 +80,7 @@ const FORK_LOCKS: u8 = 2;
 /// The header of a chunk, at the start of its stride in the directory.
 ///
 /// The heap sits beside its lock rather than inside a `Mutex<Heap>` so that it can be built
-/// in place in the directory ([`Heap::init_in`]): a `Heap` is some 34 KiB on 64-bit targets, and moving it
+/// in place in the directory ([`Heap::init_in`]): a `Heap` is some 35 KiB on 64-bit targets, and moving it
 /// through constructors took over 128 KiB of stack in debug builds.
 struct Chunk {
     /// The shard whose thread grew this chunk; that shard's threads allocate here.
@@ -505,7 +505,7 @@ impl<O: Os> BuddyAlloc<O> {
         unsafe {
             ptr::addr_of_mut!((*header).owner).write(s);
             ptr::addr_of_mut!((*header).lock).write(Lock::new());
-            // In place: a `Heap` is some 34 KiB on 64-bit targets, too much for a small stack.
+            // In place: a `Heap` is some 35 KiB on 64-bit targets, too much for a small stack.
             Heap::init_in(
                 &mut *ptr::addr_of_mut!((*header).heap).cast::<MaybeUninit<Heap>>(),
                 self.config.core(),
