@@ -195,6 +195,9 @@ impl Cache {
         if self.push(r, a, t) {
             return None;
         }
+        if self.order(r).is_none() {
+            return Some((a, t));
+        }
         let oldest = Self::base(r) + 1..Self::base(r) + 1 + EVICT_SCAN.min(self.len(r));
         let Some(slots) = self.slots.get_mut(oldest) else {
             return Some((a, t));
@@ -231,7 +234,12 @@ impl Cache {
 
     /// The cached blocks of order index `r`, `(address, region)`, oldest first.
     pub(crate) fn entries(&self, r: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
-        let live = Self::base(r) + 1..Self::base(r) + 1 + self.len(r);
+        // `base(r)` only for an index with a stack (any `r` may come here, and its product
+        // could overflow).
+        let live = match self.order(r) {
+            Some(_) => Self::base(r) + 1..Self::base(r) + 1 + self.len(r),
+            None => 0..0,
+        };
         self.slots
             .get(live)
             .unwrap_or(&[])
@@ -363,5 +371,78 @@ impl RunCache {
             .zip(self.addr.iter().flatten())
             .filter(|(u, _)| **u != 0)
             .map(|(&u, &e)| (e & !TAG, e & TAG, u))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A block address for entry `i` of a test (8-aligned, never 0).
+    fn block(i: usize) -> usize {
+        0x10_0000 + 64 * i
+    }
+
+    #[test]
+    fn before_init_every_order_is_empty_and_refuses_blocks() {
+        let mut c = Cache::new();
+        for k in 0..=usize::BITS {
+            assert!(!c.push_order(k, block(1), 0), "order {k}");
+            assert_eq!(c.pop_order(k), None);
+            assert!(!c.has_room(k));
+        }
+        assert!((0..CACHE_ORDERS).all(|r| c.len(r) == 0));
+    }
+
+    #[test]
+    fn stacks_fill_to_their_size_and_pop_last_in_first_out() {
+        let mut c = Cache::new();
+        c.init(4);
+        // Orders outside 4..16 have no stack.
+        assert!(!c.push_order(3, block(1), 0));
+        assert!(!c.push_order(16, block(1), 0));
+        assert!(!c.push(CACHE_ORDERS, block(1), 0));
+        for r in [0, 5, CACHE_ORDERS - 1] {
+            let k = 4 + r as u32;
+            for i in 0..CACHE_SLOTS {
+                assert!(c.has_room(k));
+                assert!(c.push_order(k, block(i), i % 8));
+                assert_eq!(c.len(r), i + 1);
+            }
+            assert!(!c.has_room(k));
+            assert!(!c.push_order(k, block(999), 0), "a full stack refuses");
+            assert!(c.entries(r).eq((0..CACHE_SLOTS).map(|i| (block(i), i % 8))));
+            for i in (0..CACHE_SLOTS).rev() {
+                assert_eq!(c.pop_order(k), Some((block(i), i % 8)));
+            }
+            assert_eq!(c.pop_order(k), None, "an empty stack gives nothing");
+            assert_eq!(c.len(r), 0);
+        }
+        // The stacks are apart: one order's blocks never come out of another.
+        assert!(c.push(1, block(1), 0) && c.push(2, block(2), 0));
+        assert_eq!(c.pop(1), Some((block(1), 0)));
+        assert_eq!(c.pop(1), None);
+        assert_eq!(c.pop(2), Some((block(2), 0)));
+    }
+
+    #[test]
+    fn a_full_stack_evicts_its_highest_old_block_for_a_lower_one() {
+        let mut c = Cache::new();
+        c.init(4);
+        for i in 0..CACHE_SLOTS {
+            assert_eq!(c.push_or_evict(0, block(10 + i), 0), None);
+        }
+        // The highest of the EVICT_SCAN oldest is block(10 + EVICT_SCAN - 1).
+        let evicted = c.push_or_evict(0, block(1), 0);
+        assert_eq!(evicted, Some((block(10 + EVICT_SCAN - 1), 0)));
+        assert!(c.contains(0, block(1), 0));
+        // A block above every old one goes to the bitmaps itself.
+        assert_eq!(c.push_or_evict(0, block(5000), 0), Some((block(5000), 0)));
+        // An order without a stack sends every block back.
+        assert_eq!(
+            c.push_or_evict(CACHE_ORDERS, block(1), 0),
+            Some((block(1), 0))
+        );
+        assert_eq!(c.entries(usize::MAX).count(), 0);
     }
 }
