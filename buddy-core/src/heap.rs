@@ -1422,7 +1422,12 @@ impl Heap {
                 s.largest_free_block = s.largest_free_block.max(1 << k);
             }
         }
-        s.free_bytes = s.free_blocks.iter().enumerate().map(|(k, &n)| n << k).sum();
+        // `checked_shl`: orders past a `usize`'s width (32 and up on 32-bit targets) hold no
+        // block, and a plain shift by them overflows.
+        s.free_bytes = (0..)
+            .zip(s.free_blocks)
+            .map(|(k, n)| n.checked_shl(k).unwrap_or(0))
+            .sum();
         s
     }
 

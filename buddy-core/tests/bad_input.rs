@@ -123,12 +123,17 @@ fn huge_sizes_are_errors_not_panics() {
     let (mut h, live) = busy_heap();
     let before = h.stats();
     // `Layout` caps sizes at isize::MAX; the C face tests usize::MAX itself.
+    // Far past the heap on any target.
+    #[cfg(target_pointer_width = "64")]
+    let (big, bigger) = (1usize << 40, 1usize << 62);
+    #[cfg(not(target_pointer_width = "64"))]
+    let (big, bigger) = (1usize << 28, 1usize << 30);
     for size in [
         isize::MAX as usize,
         isize::MAX as usize - 15,
-        1 << 40,
+        big,
         (1 << 16) + 1,
-        1 << 62,
+        bigger,
     ] {
         let layout = Layout::from_size_align(size, 1).unwrap();
         let r = h.alloc(layout);
@@ -301,7 +306,12 @@ fn a_full_heap_refuses_more_regions() {
 
 #[test]
 fn invalid_minimum_blocks_are_refused() {
-    for min in [0, 3, 4, 24, 1 << 41] {
+    // Past the largest minimum block (2^40): only a 64-bit `usize` holds one.
+    #[cfg(target_pointer_width = "64")]
+    let too_large = Some(1usize << 41);
+    #[cfg(not(target_pointer_width = "64"))]
+    let too_large = None;
+    for min in [0, 3, 4, 24].into_iter().chain(too_large) {
         let mut h = Heap::with_config(Config::new().min_block(min));
         let (p, len) = common::region(4096, 0);
         assert_eq!(

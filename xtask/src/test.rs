@@ -65,6 +65,10 @@ fn plain_passes() -> Vec<Pass> {
             run: no_std_targets,
         },
         Pass {
+            name: "buddy-core tests on a 32-bit target (i686-unknown-linux-gnu)",
+            run: core_32bit,
+        },
+        Pass {
             name: "bench smoke run: every allocator self-checked (cargo xtask bench --quick)",
             run: bench_smoke,
         },
@@ -163,6 +167,49 @@ fn no_std_targets() -> Outcome {
         }
     }
     Outcome::Passed
+}
+
+/// The 32-bit target buddy-core's tests run on: firmware heaps are 32-bit (a smaller cache,
+/// a 4-byte `usize` in every shift and table), and the x86_64 passes cannot see that.
+const TARGET_32: &str = "i686-unknown-linux-gnu";
+
+/// buddy-core's unit, integration, property and doc tests, built for and run on a 32-bit
+/// target (the machine runs i686 code; linking needs a 32-bit C library).
+fn core_32bit() -> Outcome {
+    if !crate::util::have("rustup", "--version") {
+        return Outcome::Skipped("rustup not found, cannot check for the 32-bit target".into());
+    }
+    if !installed_targets().lines().any(|t| t.trim() == TARGET_32) {
+        return Outcome::Skipped(format!(
+            "target {TARGET_32} not installed (`rustup target add {TARGET_32}`; .ci/run does)"
+        ));
+    }
+    // A 32-bit C runtime to link against: `gcc -m32` of an empty program.
+    let dir = std::env::temp_dir().join(format!("buddy-m32-{}", std::process::id()));
+    let linked = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(dir.join("m32.c"), "int main(void) { return 0; }\n"))
+        .is_ok()
+        && std::process::Command::new("cc")
+            .args(["-m32", "-o"])
+            .arg(dir.join("m32"))
+            .arg(dir.join("m32.c"))
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    let _ = std::fs::remove_dir_all(&dir);
+    if !linked {
+        return Outcome::Skipped(
+            "no 32-bit C library to link against (`cc -m32` fails: install gcc-multilib; .ci/run does)"
+                .into(),
+        );
+    }
+    from(sh(cargo().args([
+        "test",
+        "-p",
+        "buddy-core",
+        "--target",
+        TARGET_32,
+    ])))
 }
 
 /// Runs every pass (or only the workspace tests with `--quick`) and prints the summary.
