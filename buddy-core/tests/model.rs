@@ -359,16 +359,18 @@ impl Harness {
 fn config() -> impl Strategy<Value = Config> {
     (
         prop_oneof![Just(16usize), Just(64)],
-        0u8..4,
+        0u8..5,
         prop_oneof![Just(1u32), Just(2), Just(4), Just(5), Just(64)],
     )
         .prop_map(|(min, exact, pieces)| {
-            // Exact fit for every size, for none, above 512 bytes, or above the default
-            // threshold.
+            // Exact fit for every size, for none, above 512 bytes, above a threshold that is
+            // not a power of two (the fast paths' limit then is not one either), or above the
+            // default threshold.
             let (on, above) = match exact {
                 0 => (false, 0),
                 1 => (true, 0),
                 2 => (true, 512),
+                3 => (true, 1000),
                 _ => (true, buddy_core::DEFAULT_EXACT_FIT_ABOVE),
             };
             Config::new()
