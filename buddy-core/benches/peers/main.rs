@@ -31,7 +31,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use subjects::{Region, Who, dispatch};
+use subjects::{Job, Mover, Region, Subject, Who, dispatch};
 use threads::{Shared, SharedCheck, Threads, with_shared};
 use workloads::{Check, Clock, Efficiency, Latency, Op, Script, Throughput, quantile};
 
@@ -290,6 +290,28 @@ fn throughput(
     }
 }
 
+/// [`Mover`] timed on `script` as the allocators are (`plan.reps` runs of [`Throughput`]):
+/// the median ns per call, NaN if no run finished.
+fn moves_only(plan: &Plan, arena: &Arena, len: usize, script: &Script) -> f64 {
+    progress(&format!("moves only (no allocator): {} MiB", len / MIB));
+    let region = arena.region(len);
+    let mut ns = Vec::new();
+    for _ in 0..plan.reps {
+        let mut job = Throughput {
+            script,
+            budget: plan.budget,
+            warm_budget: plan.warm_budget,
+        };
+        // SAFETY: the bench owns the region and lends it to one subject at a time.
+        if let Ok(mut m) = unsafe { Mover::new(region, job.setup()) }
+            && let Ok(run) = job.run(&mut m)
+        {
+            ns.push(run.ns_per_call);
+        }
+    }
+    report::median(&mut ns)
+}
+
 fn latency(plan: &Plan, arena: &Arena, clock: &Clock) -> Vec<report::LatCell> {
     let script = workloads::latency(plan.latency_live, plan.latency_rounds, 0x1a7e);
     progress(&format!(
@@ -526,6 +548,7 @@ fn main() -> ExitCode {
     let main_len = plan.main_len;
 
     let mut works = Vec::new();
+    let mut moves = Vec::new();
     if plan.runs("pairs") {
         let s = workloads::pairs(plan.pairs, 0x9a1);
         works.push(throughput(&plan, &arena, "pairs", main_len, &s, &SUBJECTS));
@@ -566,6 +589,11 @@ fn main() -> ExitCode {
             let name = format!("norealloc-{}M", len / MIB);
             works.push(throughput(&plan, &arena, &name, len, &s, &SUBJECTS));
         }
+        // No allocator at all: the copies of the scaling scripts' moving reallocs, alone.
+        for len in plan.scaling {
+            let s = plan.random_actions(len, 0x5eed);
+            moves.push((len, moves_only(&plan, &arena, len, &s)));
+        }
     }
     let latency = if plan.runs("latency") {
         latency(&plan, &arena, &clock)
@@ -589,6 +617,7 @@ fn main() -> ExitCode {
         main_len,
         scaling: plan.scaling,
         works,
+        moves,
         latency,
         efficiency,
         threads,

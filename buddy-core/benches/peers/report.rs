@@ -37,7 +37,8 @@ pub struct Cell {
     pub runs: Vec<Run>,
 }
 
-fn median(v: &mut [f64]) -> f64 {
+/// The median (the mean of the middle two for an even count), NaN when empty.
+pub fn median(v: &mut [f64]) -> f64 {
     if v.is_empty() {
         return f64::NAN;
     }
@@ -230,6 +231,9 @@ pub struct Results {
     pub scaling: [usize; 3],
     /// Throughput workloads (pairs, random-actions, frames, scaling-*).
     pub works: Vec<Work>,
+    /// `scaling`'s reference without an allocator ([`Mover`](crate::subjects::Mover)): region
+    /// length and median ns per call on that region's scaling script.
+    pub moves: Vec<(usize, f64)>,
     /// `latency`.
     pub latency: Vec<LatCell>,
     /// `efficiency`.
@@ -910,6 +914,30 @@ fn targets(r: &Results) -> Vec<Target> {
                 ),
                 pass: None,
                 by: "(information; the target is the scaling row)".into(),
+            });
+        }
+        // Nor this: no allocator, only the copies of the reallocs that move (`Mover`).
+        let m = |len: usize| {
+            r.moves
+                .iter()
+                .find(|&&(l, _)| l == len)
+                .map_or(f64::NAN, |&(_, ns)| ns)
+        };
+        let (m1, m3) = (m(r.scaling[0]), m(r.scaling[2]));
+        if !(m1.is_nan() || m3.is_nan()) {
+            v.push(Target {
+                what: format!("(variant) moves only, no allocator: {s3} / {s1}"),
+                goal: "≤ 1.30×".into(),
+                measured: format!(
+                    "{} ({} → {} ns; buddy {} → {})",
+                    ratio(m3 / m1),
+                    ns(m1),
+                    ns(m3),
+                    ns(a.ns_of("buddy")),
+                    ns(b.ns_of("buddy"))
+                ),
+                pass: None,
+                by: "(information: what the copies alone cost)".into(),
             });
         }
     }
@@ -1596,7 +1624,11 @@ fn markdown(r: &Results, m: &Machine) -> String {
         (the live set grows with the region); `fixed-*` the same regions with the smallest \
         one's slot table, so that only the heap grows; `norealloc-*` the scaling-* regions and \
         live sets with the `random-actions-norealloc` generator, so that no realloc copies cold \
-        memory. `frames`, `latency`, `efficiency`, `threads`: see \
+        memory; `moves only` (in the targets table) is no allocator at all, timed on the \
+        scaling-* scripts like the others: a bump pointer wrapping around the region hands out \
+        every block, free does nothing, and a realloc that changes the power-of-two class moves \
+        `min(old, new)` bytes to the bump pointer, as buddy's and the floor's do: the cost of \
+        those copies alone, a low estimate since its destinations are sequential. `frames`, `latency`, `efficiency`, `threads`: see \
         the notes under their tables. ns/call counts every alloc, free and realloc as one call.\n\
         - Peers are called through their own APIs over the region (talc `Talc<Manual>`, \
         rlsf `Tlsf<u32, u32, 24, 32>`, buddy_system_allocator `Heap<32>`, linked_list_allocator \

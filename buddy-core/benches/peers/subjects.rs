@@ -372,6 +372,62 @@ impl Subject for Floor {
     }
 }
 
+/// Not an allocator: what the copies of a script's reallocs cost by themselves. A bump
+/// pointer that wraps around the region hands out every block; free does nothing; a realloc
+/// whose power-of-two class (of `max(size, align, 16)`) does not change keeps the block, as
+/// buddy's cache and the floor do, and any other moves `min(old, new)` bytes to the bump
+/// pointer. Blocks are overwritten once the pointer wraps, so it never runs the self-check
+/// and is not a peer: `scaling` times it beside the allocators as the cost that any allocator
+/// which moves those reallocs pays (its sequential destinations make it a low estimate).
+pub struct Mover {
+    base: *mut u8,
+    len: usize,
+    bump: usize,
+}
+
+impl Mover {
+    #[inline]
+    fn class(l: Layout) -> usize {
+        l.size().max(l.align()).max(16).next_power_of_two()
+    }
+}
+
+impl Subject for Mover {
+    unsafe fn new(region: Region, _: Setup) -> Result<Self, String> {
+        Ok(Mover {
+            base: region.ptr,
+            len: region.len,
+            bump: 0,
+        })
+    }
+    #[inline]
+    fn alloc(&mut self, l: Layout) -> *mut u8 {
+        let mut start = (self.bump + l.align() - 1) & !(l.align() - 1);
+        if start + l.size() > self.len {
+            start = 0;
+        }
+        self.bump = start + l.size();
+        self.base.wrapping_add(start)
+    }
+    #[inline]
+    unsafe fn free(&mut self, _: *mut u8, _: Layout) {}
+    #[inline]
+    unsafe fn realloc(&mut self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        let Ok(nl) = Layout::from_size_align(n, l.align()) else {
+            return ptr::null_mut();
+        };
+        if Mover::class(nl) == Mover::class(l) {
+            return p;
+        }
+        let q = self.alloc(nl);
+        // SAFETY: `p` and `q` lie in the region with at least `min(old, new)` bytes each (blocks
+        // end inside it); they may overlap after a wrap, hence `copy`, not the nonoverlapping
+        // one.
+        unsafe { ptr::copy(p, q, l.size().min(n)) };
+        q
+    }
+}
+
 /// `std::alloc::System` (glibc malloc here). It ignores the region.
 pub struct Sys;
 
