@@ -400,13 +400,16 @@ impl Subject for Mover {
             bump: 0,
         })
     }
+    /// Reserves the whole class, so that a block a realloc kept (same class, larger size)
+    /// still ends inside the region.
     #[inline]
     fn alloc(&mut self, l: Layout) -> *mut u8 {
+        let c = Mover::class(l);
         let mut start = (self.bump + l.align() - 1) & !(l.align() - 1);
-        if start + l.size() > self.len {
+        if start + c > self.len {
             start = 0;
         }
-        self.bump = start + l.size();
+        self.bump = start + c;
         self.base.wrapping_add(start)
     }
     #[inline]
@@ -420,9 +423,9 @@ impl Subject for Mover {
             return p;
         }
         let q = self.alloc(nl);
-        // SAFETY: `p` and `q` lie in the region with at least `min(old, new)` bytes each (blocks
-        // end inside it); they may overlap after a wrap, hence `copy`, not the nonoverlapping
-        // one.
+        // SAFETY: `p` and `q` start blocks whose whole class (at least `min(old, new)` bytes)
+        // lies in the region; they may overlap after a wrap, hence `copy`, not the
+        // nonoverlapping one.
         unsafe { ptr::copy(p, q, l.size().min(n)) };
         q
     }
