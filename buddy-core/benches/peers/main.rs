@@ -291,8 +291,8 @@ fn throughput(
 }
 
 /// [`Mover`] timed on `script` as the allocators are (`plan.reps` runs of [`Throughput`]):
-/// the median ns per call, NaN if no run finished.
-fn moves_only(plan: &Plan, arena: &Arena, len: usize, script: &Script) -> f64 {
+/// ns per call of each run that finished.
+fn moves_only(plan: &Plan, arena: &Arena, len: usize, script: &Script) -> Vec<f64> {
     progress(&format!("moves only (no allocator): {} MiB", len / MIB));
     let region = arena.region(len);
     let mut ns = Vec::new();
@@ -309,7 +309,7 @@ fn moves_only(plan: &Plan, arena: &Arena, len: usize, script: &Script) -> f64 {
             ns.push(run.ns_per_call);
         }
     }
-    report::median(&mut ns)
+    ns
 }
 
 fn latency(plan: &Plan, arena: &Arena, clock: &Clock) -> Vec<report::LatCell> {

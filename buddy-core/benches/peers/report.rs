@@ -232,8 +232,8 @@ pub struct Results {
     /// Throughput workloads (pairs, random-actions, frames, scaling-*).
     pub works: Vec<Work>,
     /// `scaling`'s reference without an allocator ([`Mover`](crate::subjects::Mover)): region
-    /// length and median ns per call on that region's scaling script.
-    pub moves: Vec<(usize, f64)>,
+    /// length and ns per call of each run on that region's scaling script.
+    pub moves: Vec<(usize, Vec<f64>)>,
     /// `latency`.
     pub latency: Vec<LatCell>,
     /// `efficiency`.
@@ -920,8 +920,8 @@ fn targets(r: &Results) -> Vec<Target> {
         let m = |len: usize| {
             r.moves
                 .iter()
-                .find(|&&(l, _)| l == len)
-                .map_or(f64::NAN, |&(_, ns)| ns)
+                .find(|(l, _)| *l == len)
+                .map_or(f64::NAN, |(_, ns)| median(&mut ns.clone()))
         };
         let (m1, m3) = (m(r.scaling[0]), m(r.scaling[2]));
         if !(m1.is_nan() || m3.is_nan()) {
@@ -1202,6 +1202,20 @@ fn csv(r: &Results) -> String {
             csv_field(note)
         );
     };
+    for (len, runs) in &r.moves {
+        let (lo, hi) = runs
+            .iter()
+            .fold((f64::INFINITY, 0.0f64), |(a, b), &x| (a.min(x), b.max(x)));
+        row(
+            &format!("scaling-{}M", len >> 20),
+            *len,
+            "moves only (no allocator)",
+            "ns_per_call",
+            [median(&mut runs.clone()), lo, hi],
+            runs.len(),
+            "reference: the reallocs' copies alone (Mover), not an allocator",
+        );
+    }
     for w in r.works.iter().chain(&r.threads) {
         let best = w.best_peer().map_or(f64::NAN, Cell::ns);
         let floor = w.ns_of("floor");
@@ -1624,7 +1638,7 @@ fn markdown(r: &Results, m: &Machine) -> String {
         (the live set grows with the region); `fixed-*` the same regions with the smallest \
         one's slot table, so that only the heap grows; `norealloc-*` the scaling-* regions and \
         live sets with the `random-actions-norealloc` generator, so that no realloc copies cold \
-        memory; `moves only` (in the targets table) is no allocator at all, timed on the \
+        memory; `moves only` (in the targets table and the CSV) is no allocator at all, timed on the \
         scaling-* scripts like the others: a bump pointer wrapping around the region hands out \
         every block, free does nothing, and a realloc that changes the power-of-two class moves \
         `min(old, new)` bytes to the bump pointer, as buddy's and the floor's do: the cost of \
