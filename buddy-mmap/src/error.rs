@@ -257,17 +257,29 @@ mod tests {
         assert_eq!(Bytes(4096).to_string(), "4 KiB");
         assert_eq!(Bytes(1536).to_string(), "1536 bytes");
         assert_eq!(Bytes(3 << 20).to_string(), "3 MiB");
+        assert_eq!(Bytes((1 << 30) + 4096).to_string(), "1048580 KiB");
+        assert_eq!(Bytes(3 << 30).to_string(), "3 GiB");
+    }
+
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn sizes_past_4_gib_print_too() {
         assert_eq!(Bytes(64 << 30).to_string(), "64 GiB");
         assert_eq!(Bytes(5 << 40).to_string(), "5 TiB");
         assert_eq!(Bytes(1 << 62).to_string(), "4 EiB");
-        assert_eq!(Bytes((1 << 30) + 4096).to_string(), "1048580 KiB");
         assert_eq!(Bytes(usize::MAX).to_string(), "18446744073709551615 bytes");
     }
 
     #[test]
+    #[cfg(target_pointer_width = "32")]
+    fn the_largest_32_bit_size_prints_in_bytes() {
+        assert_eq!(Bytes(usize::MAX).to_string(), "4294967295 bytes");
+    }
+
+    #[test]
     fn os_error_prints_op_size_and_errno_name() {
-        let e = MmapError::os(Op::Reserve { len: 64 << 30 }, Errno::NOMEM);
-        assert_eq!(e.to_string(), "reserve 64 GiB: ENOMEM");
+        let e = MmapError::os(Op::Reserve { len: 3 << 30 }, Errno::NOMEM);
+        assert_eq!(e.to_string(), "reserve 3 GiB: ENOMEM");
         let e = MmapError::os(
             Op::Purge {
                 offset: 8192,

@@ -107,7 +107,10 @@ fn reserve_aligned_keeps_no_excess_address_space_mapped() {
     let start = region.as_ptr() as usize;
     // Nothing else is mapped within `align` of the region on either side that came from the
     // over-reservation: the head and tail were unmapped.
-    let around = overlapping(start.saturating_sub(align), start + len + align);
+    let around = overlapping(
+        start.saturating_sub(align),
+        (start + len).saturating_add(align),
+    );
     let ours = around
         .iter()
         .find(|m| m.start <= start && start + len <= m.end)

@@ -286,7 +286,9 @@ pub struct BuddyStats {
 /// The number of `size_t` fields in [`BuddyStats`]; the header checks the same number.
 pub const BUDDY_STATS_WORDS: usize = 64 + 28;
 
-const _: () = assert!(core::mem::size_of::<BuddyStats>() == BUDDY_STATS_WORDS * 8);
+const _: () = assert!(
+    core::mem::size_of::<BuddyStats>() == BUDDY_STATS_WORDS * core::mem::size_of::<usize>()
+);
 
 impl From<&Stats> for BuddyStats {
     fn from(s: &Stats) -> BuddyStats {

@@ -16,6 +16,10 @@ use buddy_mmap::{FaultyOs, Os};
 use buddy_std::{BuddyAlloc, Config, Purge};
 use patterns::{Block, Rng};
 
+/// Where a block id keeps its thread's index: above the 24 (32-bit) or 56 bits of a
+/// per-thread count.
+const THREAD_SHIFT: u32 = usize::BITS - 8;
+
 const MIB: usize = 1 << 20;
 
 /// 1 MiB chunks, so that growth and direct mappings come quickly.
@@ -185,7 +189,7 @@ fn threads_racing_to_grow_past_the_limit_get_null_and_lose_nothing() {
                     // reached while the others are still growing.
                     while refused < 8 {
                         let size = 1 + rng.below(64 << 10);
-                        match Block::new(a, size, 16, t << 32 | mine.len()) {
+                        match Block::new(a, size, 16, t << THREAD_SHIFT | mine.len()) {
                             Some(b) => {
                                 mine.push(b);
                                 refused = 0;
@@ -217,7 +221,7 @@ fn threads_racing_to_grow_past_the_limit_get_null_and_lose_nothing() {
             kept.push(b);
         }
     }
-    let mut id = 1 << 40;
+    let mut id = 1 << (usize::BITS - 4);
     while let Some(b) = Block::new(&a, 4096, 16, id) {
         kept.push(b);
         id += 1;
@@ -251,7 +255,8 @@ fn a_thread_panicking_between_allocations_leaves_the_allocator_usable_and_whole(
                     let mut owned = Vec::new();
                     start.wait();
                     for step in 0..2000 {
-                        let b = Block::new(a, 1 + rng.below(3000), 8, t << 32 | step).unwrap();
+                        let b = Block::new(a, 1 + rng.below(3000), 8, t << THREAD_SHIFT | step)
+                            .unwrap();
                         if step % 10 == 0 {
                             orphans.lock().unwrap().push(b);
                         } else {
@@ -279,7 +284,7 @@ fn a_thread_panicking_between_allocations_leaves_the_allocator_usable_and_whole(
         for t in 0..4 {
             let a = &a;
             s.spawn(move || {
-                let b = Block::new(a, 100, 8, 1 << 50 | t).unwrap();
+                let b = Block::new(a, 100, 8, 1 << (usize::BITS - 2) | t).unwrap();
                 // SAFETY: just allocated.
                 unsafe { b.free(a) };
             });

@@ -150,7 +150,7 @@ fn work(a: &BuddyAlloc, t: usize, rounds: &AtomicUsize) {
         if step >= STEPS && rounds.load(Relaxed) >= 3 {
             break;
         }
-        let id = t << 32 | step;
+        let id = t << (usize::BITS - 8) | step;
         match rng.below(10) {
             0..=3 if live.len() < 200 => {
                 let size = match rng.below(50) {

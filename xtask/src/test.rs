@@ -65,8 +65,8 @@ fn plain_passes() -> Vec<Pass> {
             run: no_std_targets,
         },
         Pass {
-            name: "buddy-core tests on a 32-bit target (i686-unknown-linux-gnu)",
-            run: core_32bit,
+            name: "buddy-core, buddy-mmap and buddy-std (with the C face) tests on a 32-bit target (i686-unknown-linux-gnu)",
+            run: tests_32bit,
         },
         Pass {
             name: "bench smoke run: every allocator self-checked (cargo xtask bench --quick)",
@@ -169,13 +169,17 @@ fn no_std_targets() -> Outcome {
     Outcome::Passed
 }
 
-/// The 32-bit target buddy-core's tests run on: firmware heaps are 32-bit (a smaller cache,
-/// a 4-byte `usize` in every shift and table), and the x86_64 passes cannot see that.
+/// The 32-bit target the tests also run on: firmware heaps are 32-bit (a smaller cache, a
+/// 4-byte `usize` in every shift and table), and so are some of the C programs the C face
+/// serves; the x86_64 passes cannot see what only holds for a 64-bit `usize`.
 const TARGET_32: &str = "i686-unknown-linux-gnu";
 
-/// buddy-core's unit, integration, property and doc tests, built for and run on a 32-bit
-/// target (the machine runs i686 code; linking needs a 32-bit C library).
-fn core_32bit() -> Outcome {
+/// The unit, integration, property and doc tests of buddy-core, buddy-mmap and buddy-std
+/// (with the `capi` feature: the C face's Rust side), built for and run on a 32-bit target
+/// (the machine runs i686 code; linking needs a 32-bit C library). The loom models compile
+/// to nothing without `--cfg loom`; they, the C programs and valgrind stay on x86_64. The
+/// `memcheck` feature is x86_64 only by design.
+fn tests_32bit() -> Outcome {
     if !crate::util::have("rustup", "--version") {
         return Outcome::Skipped("rustup not found, cannot check for the 32-bit target".into());
     }
@@ -207,6 +211,12 @@ fn core_32bit() -> Outcome {
         "test",
         "-p",
         "buddy-core",
+        "-p",
+        "buddy-mmap",
+        "-p",
+        "buddy-std",
+        "--features",
+        "buddy-std/capi",
         "--target",
         TARGET_32,
     ])))
