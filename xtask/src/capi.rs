@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::test::{Outcome, Pass};
+use crate::test::{Outcome, Pass, TARGET_32};
 use crate::util::{cargo, describe, have, project_root, run as sh};
 
 /// The passes, in order.
@@ -34,6 +34,10 @@ pub fn passes() -> Vec<Pass> {
         Pass {
             name: "drop-in malloc: malloc_test.c under LD_PRELOAD (C semantics, threads, fork)",
             run: malloc_c,
+        },
+        Pass {
+            name: "C ABI and drop-in malloc on 32-bit: capi_test.c and malloc_test.c with cc -m32, i686 libraries",
+            run: c_32bit,
         },
         Pass {
             name: "drop-in malloc never reaches dynamic TLS (__tls_get_addr, watched with gdb)",
@@ -354,6 +358,48 @@ fn malloc_c_run() -> Result<(), String> {
     )?;
     if !out.starts_with("malloc_test: all checks passed") {
         return Err(format!("malloc_test printed {out:?}"));
+    }
+    Ok(())
+}
+
+// ----- the C face on a 32-bit target -----
+
+fn c_32bit() -> Outcome {
+    if let Some(skip) = no_cc().or_else(crate::test::no_32bit) {
+        return skip;
+    }
+    outcome(c_32bit_run())
+}
+
+/// `capi_test.c` linked with the i686 `libbuddy_alloc.a`, and `malloc_test.c` under the
+/// i686 `libbuddy_malloc.so`: the C face where `size_t` and pointers are 4 bytes (the
+/// header's layout checks, size overflow in `calloc`, alignments past the address space).
+fn c_32bit_run() -> Result<(), String> {
+    for package in ["buddy-capi", "buddy-malloc"] {
+        sh(cargo().args(["build", "-p", package, "--target", TARGET_32]))?;
+    }
+    let libs = target_dir().join(TARGET_32).join("debug");
+    let dir = scratch("c32")?;
+    let limit = Duration::from_secs(300);
+
+    let exe = dir.join("capi_test");
+    let mut c = cc(&c_sources().join("capi_test.c"), &exe);
+    c.arg("-m32");
+    link_static(&mut c, &libs);
+    sh(&mut c)?;
+    let out = run_ok(&mut Command::new(&exe), limit)?;
+    if !out.starts_with("capi_test: all checks passed") {
+        return Err(format!("capi_test (32-bit) printed {out:?}"));
+    }
+
+    let exe = dir.join("malloc_test");
+    let mut c = cc(&c_sources().join("malloc_test.c"), &exe);
+    c.args(["-m32", "-ldl"]);
+    sh(&mut c)?;
+    let lib = libs.join("libbuddy_malloc.so");
+    let out = run_ok(Command::new(&exe).env("LD_PRELOAD", &lib), limit)?;
+    if !out.starts_with("malloc_test: all checks passed") {
+        return Err(format!("malloc_test (32-bit) printed {out:?}"));
     }
     Ok(())
 }

@@ -172,21 +172,20 @@ fn no_std_targets() -> Outcome {
 /// The 32-bit target the tests also run on: firmware heaps are 32-bit (a smaller cache, a
 /// 4-byte `usize` in every shift and table), and so are some of the C programs the C face
 /// serves; the x86_64 passes cannot see what only holds for a 64-bit `usize`.
-const TARGET_32: &str = "i686-unknown-linux-gnu";
+pub const TARGET_32: &str = "i686-unknown-linux-gnu";
 
-/// The unit, integration, property and doc tests of buddy-core, buddy-mmap and buddy-std
-/// (with the `capi` feature: the C face's Rust side), built for and run on a 32-bit target
-/// (the machine runs i686 code; linking needs a 32-bit C library). The loom models compile
-/// to nothing without `--cfg loom`; they, the C programs and valgrind stay on x86_64. The
-/// `memcheck` feature is x86_64 only by design.
-fn tests_32bit() -> Outcome {
+/// Why 32-bit code cannot be built and run here, if it cannot: the target is not installed, or
+/// there is no 32-bit C library to link against.
+pub fn no_32bit() -> Option<Outcome> {
     if !crate::util::have("rustup", "--version") {
-        return Outcome::Skipped("rustup not found, cannot check for the 32-bit target".into());
+        return Some(Outcome::Skipped(
+            "rustup not found, cannot check for the 32-bit target".into(),
+        ));
     }
     if !installed_targets().lines().any(|t| t.trim() == TARGET_32) {
-        return Outcome::Skipped(format!(
+        return Some(Outcome::Skipped(format!(
             "target {TARGET_32} not installed (`rustup target add {TARGET_32}`; .ci/run does)"
-        ));
+        )));
     }
     // A 32-bit C runtime to link against: `gcc -m32` of an empty program.
     let dir = std::env::temp_dir().join(format!("buddy-m32-{}", std::process::id()));
@@ -202,10 +201,23 @@ fn tests_32bit() -> Outcome {
             .is_ok_and(|s| s.success());
     let _ = std::fs::remove_dir_all(&dir);
     if !linked {
-        return Outcome::Skipped(
+        return Some(Outcome::Skipped(
             "no 32-bit C library to link against (`cc -m32` fails: install gcc-multilib; .ci/run does)"
                 .into(),
-        );
+        ));
+    }
+    None
+}
+
+/// The unit, integration, property and doc tests of buddy-core, buddy-mmap and buddy-std
+/// (with the `capi` feature: the C face's Rust side), built for and run on a 32-bit target
+/// (the machine runs i686 code; linking needs a 32-bit C library). The loom models compile
+/// to nothing without `--cfg loom` and stay on x86_64, as valgrind does; the C programs
+/// have a 32-bit pass of their own (`capi.rs`). The `memcheck` feature is x86_64 only by
+/// design.
+fn tests_32bit() -> Outcome {
+    if let Some(skip) = no_32bit() {
+        return skip;
     }
     from(sh(cargo().args([
         "test",

@@ -5,6 +5,7 @@
  */
 #define _GNU_SOURCE
 #include "buddy_alloc.h"
+#include "width.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -52,9 +53,9 @@ static void check_stats_shape(const struct buddy_stats *s) {
     for (int k = 0; k < BUDDY_STATS_ORDERS; k++) sum += s->free_blocks[k] << k;
     CHECK(sum == s->free_bytes);
     CHECK(s->min_order == 4);
-    CHECK(s->chunk_bytes == (size_t)64 << 20);
-    CHECK(s->chunks == 0 || s->max_order == 26);
-    CHECK(s->limit_bytes == (size_t)64 << 30);
+    CHECK(s->chunk_bytes == CHUNK);
+    CHECK(s->chunks == 0 || s->max_order == CHUNK_ORDER);
+    CHECK(s->limit_bytes == LIMIT);
     CHECK(s->free_bytes + s->allocated_bytes - s->direct_bytes == s->managed_bytes);
 }
 
@@ -88,9 +89,9 @@ static void basics(void) {
     CHECK(buddy_usable_size(NULL) == 0);
     CHECK(errno == 0);
 
-    /* Sizes from 1 byte to a direct mapping (larger than a 64 MiB chunk). */
+    /* Sizes from 1 byte to a direct mapping (larger than a chunk). */
     static const size_t sizes[] = {1, 15, 16, 17, 100, 511, 512, 513, 1000, 4095, 4096, 65537,
-                                   1 << 20, (1 << 20) + 1, (size_t)64 << 20, ((size_t)64 << 20) + 1};
+                                   1 << 20, (1 << 20) + 1, CHUNK, CHUNK + 1};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         unsigned char *q = buddy_alloc(sizes[i]);
         CHECK(q != NULL && aligned(q, 16));
@@ -132,7 +133,7 @@ static void realloc_keeps_contents(void) {
     unsigned char *p = buddy_realloc(NULL, n); /* realloc(NULL, n) allocates */
     CHECK(p != NULL);
     fill(p, n, 5);
-    while (n < ((size_t)80 << 20)) { /* up to a direct mapping */
+    while (n < CHUNK / 4 * 5) { /* up to a direct mapping */
         size_t m = n * 3 - 1;
         unsigned char *q = buddy_realloc(p, m);
         CHECK(q != NULL && aligned(q, 16));
@@ -161,7 +162,7 @@ static void realloc_keeps_contents(void) {
 }
 
 static void alignment(void) {
-    for (size_t align = 1; align <= ((size_t)64 << 20); align <<= 1) {
+    for (size_t align = 1; align <= CHUNK; align <<= 1) {
         static const size_t sizes[] = {1, 100, 5000};
         for (size_t i = 0; i < 3; i++) {
             unsigned char *p = buddy_aligned_alloc(align, sizes[i]);
@@ -180,8 +181,8 @@ static void alignment(void) {
 static void failures(void) {
     struct buddy_stats before = stats();
     /* Impossible sizes: NULL, ENOMEM. */
-    static const size_t huge[] = {SIZE_MAX, SIZE_MAX / 2, SIZE_MAX / 2 + 1, (size_t)1 << 62,
-                                  (size_t)100 << 30 /* above the 64 GiB limit */};
+    static const size_t huge[] = {SIZE_MAX, SIZE_MAX / 2, SIZE_MAX / 2 + 1, QUARTER_SPACE,
+                                  ABOVE_LIMIT};
     for (size_t i = 0; i < sizeof huge / sizeof huge[0]; i++) {
         errno = 0;
         CHECK(buddy_alloc(huge[i]) == NULL && errno == ENOMEM);
@@ -194,7 +195,7 @@ static void failures(void) {
     errno = 0;
     CHECK(buddy_calloc(SIZE_MAX / 2 + 1, 2) == NULL && errno == ENOMEM);
     errno = 0;
-    CHECK(buddy_calloc((size_t)1 << 33, (size_t)1 << 33) == NULL && errno == ENOMEM);
+    CHECK(buddy_calloc(SQRT_OVERFLOW, SQRT_OVERFLOW) == NULL && errno == ENOMEM);
     errno = 0;
     CHECK(buddy_calloc(SIZE_MAX, SIZE_MAX) == NULL && errno == ENOMEM);
     /* Bad alignments: EINVAL; an alignment above the chunk size: ENOMEM. */
@@ -204,9 +205,9 @@ static void failures(void) {
         CHECK(buddy_aligned_alloc(bad_align[i], 16) == NULL && errno == EINVAL);
     }
     errno = 0;
-    CHECK(buddy_aligned_alloc((size_t)128 << 20, 16) == NULL && errno == ENOMEM);
+    CHECK(buddy_aligned_alloc(CHUNK * 2, 16) == NULL && errno == ENOMEM);
     errno = 0;
-    CHECK(buddy_aligned_alloc((size_t)1 << 63, 16) == NULL && errno == ENOMEM);
+    CHECK(buddy_aligned_alloc(SIZE_MAX / 2 + 1, 16) == NULL && errno == ENOMEM);
 
     /* A failed realloc leaves the block as it was. */
     unsigned char *p = buddy_alloc(1000);
@@ -215,7 +216,7 @@ static void failures(void) {
     errno = 0;
     CHECK(buddy_realloc(p, SIZE_MAX) == NULL && errno == ENOMEM);
     errno = 0;
-    CHECK(buddy_realloc(p, (size_t)100 << 30) == NULL && errno == ENOMEM);
+    CHECK(buddy_realloc(p, ABOVE_LIMIT) == NULL && errno == ENOMEM);
     CHECK(filled(p, 1000, 3) && buddy_usable_size(p) >= 1000);
 
     /* Bad frees: -1, EINVAL, heap unchanged. */
@@ -361,7 +362,7 @@ static void *churn(void *arg) {
         unsigned char *old = atomic_exchange(&mailbox[r % SLOTS], p);
         if (old) check_and_free(old);
         if (r % 1024 == 0) { /* sometimes a chunk-sized block: growth and direct mappings */
-            void *big = buddy_alloc((size_t)65 << 20);
+            void *big = buddy_alloc(CHUNK + ((size_t)1 << 20));
             CHECK(big != NULL && buddy_free(big) == 0);
         }
     }
@@ -388,7 +389,7 @@ static void fork_while_allocating(void) {
             unsigned char *mine[100];
             for (int i = 0; i < 100; i++) mine[i] = make((size_t)i * 97, (unsigned)i);
             for (int i = 0; i < 100; i++) check_and_free(mine[i]);
-            void *big = buddy_alloc((size_t)70 << 20);
+            void *big = buddy_alloc(CHUNK + ((size_t)6 << 20));
             CHECK(big != NULL && buddy_free(big) == 0);
             struct buddy_stats s = stats();
             check_stats_shape(&s);

@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE
 #include "buddy_alloc.h"
+#include "width.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -100,7 +101,7 @@ static void semantics(void) {
     errno = 0;
     CHECK(malloc(SIZE_MAX) == NULL && errno == ENOMEM);
     errno = 0;
-    CHECK(malloc((size_t)100 << 30) == NULL && errno == ENOMEM);
+    CHECK(malloc(ABOVE_LIMIT) == NULL && errno == ENOMEM);
 
     /* calloc zeroes (a dirty block handed out again) and refuses overflow. */
     for (size_t n = 1; n < 300000; n = n * 5 + 3) {
@@ -116,7 +117,7 @@ static void semantics(void) {
     errno = 0;
     CHECK(calloc(SIZE_MAX / 2 + 1, 2) == NULL && errno == ENOMEM);
     errno = 0;
-    CHECK(calloc((size_t)1 << 40, (size_t)1 << 40) == NULL && errno == ENOMEM);
+    CHECK(calloc(SQRT_OVERFLOW, SQRT_OVERFLOW) == NULL && errno == ENOMEM);
     errno = 0;
     CHECK(reallocarray(NULL, SIZE_MAX, 2) == NULL && errno == ENOMEM); /* glibc, over realloc */
 
@@ -143,10 +144,10 @@ static void semantics(void) {
     /* posix_memalign: EINVAL for a bad alignment, *memptr untouched on failure. */
     void *m = (void *)0x1;
     CHECK(posix_memalign(&m, 0, 16) == EINVAL && m == (void *)0x1);
-    CHECK(posix_memalign(&m, 4, 16) == EINVAL && m == (void *)0x1); /* < sizeof(void *) */
+    CHECK(posix_memalign(&m, sizeof(void *) / 2, 16) == EINVAL && m == (void *)0x1); /* < sizeof(void *) */
     CHECK(posix_memalign(&m, 24, 16) == EINVAL && m == (void *)0x1);
     CHECK(posix_memalign(&m, 64, SIZE_MAX / 2) == ENOMEM && m == (void *)0x1);
-    for (size_t a = sizeof(void *); a <= ((size_t)1 << 26); a <<= 1) {
+    for (size_t a = sizeof(void *); a <= CHUNK; a <<= 1) { /* beyond a chunk: ENOMEM */
         CHECK(posix_memalign(&m, a, 100) == 0 && m != NULL && aligned(m, a));
         free(m);
     }
@@ -310,7 +311,7 @@ static void *churn(void *arg) {
         unsigned char *old = atomic_exchange(&mailbox[r % SLOTS], p);
         if (old) check_and_free(old);
         if (r % 512 == 0) {
-            void *big = malloc((size_t)65 << 20); /* a mapping of its own */
+            void *big = malloc(CHUNK + ((size_t)1 << 20)); /* a mapping of its own */
             CHECK(big != NULL);
             free(big);
         }
