@@ -1,11 +1,14 @@
 //! `cargo xtask test`: every test, pass by pass, with a summary.
 //!
 //! Each pass is `passed`, `failed`, or `skipped` with one line saying why (a tool this machine
-//! cannot run). The last line reads `N passed, N failed, N skipped`, and the exit code is
-//! non-zero iff a pass failed.
+//! cannot run). The summary gives each pass's wall time and their sum (`.ci/run` must stay
+//! under 30 minutes on 2 cores). The last line reads `N passed, N failed, N skipped`, and the
+//! exit code is non-zero iff a pass failed.
 //!
 //! `--quick` runs only the workspace tests; `--only TEXT` only the passes whose name contains
 //! `TEXT`.
+
+use std::time::{Duration, Instant};
 
 use crate::util::{cargo, run as sh};
 
@@ -234,6 +237,11 @@ fn tests_32bit() -> Outcome {
     ])))
 }
 
+/// `95 s` for a pass's wall time.
+fn secs(d: Duration) -> String {
+    format!("{} s", d.as_secs())
+}
+
 /// Runs every pass (or only the workspace tests with `--quick`) and prints the summary.
 pub fn run(args: &[String]) -> Result<(), String> {
     let quick = args.iter().any(|a| a == "--quick");
@@ -251,32 +259,39 @@ pub fn run(args: &[String]) -> Result<(), String> {
             break;
         }
         eprintln!("\n=== {} ===", pass.name);
+        let t0 = Instant::now();
         let outcome = (pass.run)();
+        let took = t0.elapsed();
+        let t = secs(took);
         match &outcome {
-            Outcome::Passed => eprintln!("--- {}: passed", pass.name),
-            Outcome::Failed(e) => eprintln!("--- {}: FAILED: {e}", pass.name),
+            Outcome::Passed => eprintln!("--- {}: passed ({t})", pass.name),
+            Outcome::Failed(e) => eprintln!("--- {}: FAILED ({t}): {e}", pass.name),
             Outcome::Skipped(why) => eprintln!("--- {}: skipped: {why}", pass.name),
         }
-        results.push((pass.name, outcome));
+        results.push((pass.name, outcome, took));
     }
     let (mut p, mut f, mut s) = (0, 0, 0);
+    // Each pass's wall time: `.ci/run` must stay under 30 minutes on 2 cores.
     println!("\nsummary:");
-    for (name, outcome) in &results {
+    for (name, outcome, took) in &results {
+        let t = secs(*took);
         match outcome {
             Outcome::Passed => {
                 p += 1;
-                println!("  passed   {name}");
+                println!("  passed   {t:>6}  {name}");
             }
             Outcome::Failed(e) => {
                 f += 1;
-                println!("  FAILED   {name}: {e}");
+                println!("  FAILED   {t:>6}  {name}: {e}");
             }
             Outcome::Skipped(why) => {
                 s += 1;
-                println!("  skipped  {name}: {why}");
+                println!("  skipped  {t:>6}  {name}: {why}");
             }
         }
     }
+    let total: Duration = results.iter().map(|r| r.2).sum();
+    println!("  in all   {}", secs(total));
     println!("{p} passed, {f} failed, {s} skipped");
     if f == 0 {
         Ok(())
