@@ -178,7 +178,7 @@ fn no_std_targets() -> Outcome {
 pub const TARGET_32: &str = "i686-unknown-linux-gnu";
 
 /// Why 32-bit code cannot be built and run here, if it cannot: the target is not installed, or
-/// there is no 32-bit C library to link against.
+/// there is no 32-bit C library and headers to build against.
 pub fn no_32bit() -> Option<Outcome> {
     if !crate::util::have("rustup", "--version") {
         return Some(Outcome::Skipped(
@@ -190,10 +190,12 @@ pub fn no_32bit() -> Option<Outcome> {
             "target {TARGET_32} not installed (`rustup target add {TARGET_32}`; .ci/run does)"
         )));
     }
-    // A 32-bit C runtime to link against: `gcc -m32` of an empty program.
+    // A 32-bit C runtime and headers: `cc -m32` of a program that includes <errno.h> (which
+    // needs the <asm/...> headers gcc-multilib provides for -m32).
     let dir = std::env::temp_dir().join(format!("buddy-m32-{}", std::process::id()));
+    let program = "#include <errno.h>\n#include <stdio.h>\nint main(void) { return errno; }\n";
     let linked = std::fs::create_dir_all(&dir)
-        .and_then(|()| std::fs::write(dir.join("m32.c"), "int main(void) { return 0; }\n"))
+        .and_then(|()| std::fs::write(dir.join("m32.c"), program))
         .is_ok()
         && std::process::Command::new("cc")
             .args(["-m32", "-o"])
@@ -205,7 +207,7 @@ pub fn no_32bit() -> Option<Outcome> {
     let _ = std::fs::remove_dir_all(&dir);
     if !linked {
         return Some(Outcome::Skipped(
-            "no 32-bit C library to link against (`cc -m32` fails: install gcc-multilib; .ci/run does)"
+            "no 32-bit C library or headers (`cc -m32` of a program with <errno.h> fails: install gcc-multilib; .ci/run does)"
                 .into(),
         ));
     }
