@@ -22,7 +22,8 @@
 #define SQRT_OVERFLOW ((size_t)1 << 17)
 #endif
 
-/* A quarter of the address space: more than the limit allows. */
+/* A quarter of the address space: at least the whole limit (1 GiB on 32-bit targets), so
+   more than it allows on top of the chunk already mapped. */
 #define QUARTER_SPACE (SIZE_MAX / 4 + 1)
 /* Half again the limit. */
 #define ABOVE_LIMIT (LIMIT / 2 * 3)
