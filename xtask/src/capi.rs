@@ -7,11 +7,13 @@
 //!   `libbuddy_alloc.so`.
 //! - **Drop-in malloc**: `buddy-std/tests/c/malloc_test.c`, an ordinary C program, run with
 //!   `LD_PRELOAD=libbuddy_malloc.so`.
-//! - **Real programs** nobody here wrote (`python3`, `sqlite3`, `git`, `perl`), each run twice
-//!   on the same work, without and with the preload: exit status, stdout and stderr must be
-//!   byte for byte the same, and the library's exit report (`BUDDY_MALLOC_STATS`) must show
-//!   that every process of the preloaded run used buddy and never freed a pointer buddy did
-//!   not hand out. A missing program skips its pass with one line.
+//! - **Real programs** nobody here wrote (`python3`, `sqlite3`, `git`, `perl`, and
+//!   `memcached` driven by a `python3` client), each run twice on the same work, without and
+//!   with the preload: exit status, stdout and stderr must be byte for byte the same, and the
+//!   library's exit report (`BUDDY_MALLOC_STATS`) must show that every process of the
+//!   preloaded run used buddy and never freed a pointer buddy did not hand out (and, for
+//!   memcached, that the server's own process ran on it). A missing program skips its pass
+//!   with one line.
 //!
 //! The tests use the debug build of the libraries (debug assertions on inside the allocator);
 //! the bench uses the release build. Every program runs under a time limit, so a deadlock
@@ -58,6 +60,10 @@ pub fn passes() -> Vec<Pass> {
         Pass {
             name: "LD_PRELOAD perl: hashes, sorting, regexes, sprintf",
             run: || preload_pass(&PERL),
+        },
+        Pass {
+            name: "LD_PRELOAD memcached: 4 worker threads serving 8 clients over loopback, every value checked",
+            run: || preload_pass(&MEMCACHED),
         },
     ]
 }
@@ -461,11 +467,17 @@ fn no_dynamic_tls_run() -> Result<Option<String>, String> {
 struct Workload {
     /// The program whose presence decides whether the pass runs.
     program: &'static str,
+    /// Other programs the commands need (checked the same way).
+    also: &'static [&'static str],
     /// The commands, in order; their outputs are compared one by one.
     commands: fn(&Path) -> Result<Vec<Command>, String>,
     /// Fewest allocations the preloaded run must have made through buddy, all processes
     /// together (proof that the work really ran on it).
     min_allocations: usize,
+    /// A process that must itself have run on buddy: the file (in the work directory) where
+    /// the commands leave its pid, and the fewest allocations its report line must show.
+    /// For a server started by a client script, whose own process would pass the total.
+    process: Option<(&'static str, usize)>,
 }
 
 /// The result of one command, to compare.
@@ -513,11 +525,12 @@ fn run_workload(
 }
 
 fn preload_pass(w: &Workload) -> Outcome {
-    if !have(w.program, "--version") {
-        return Outcome::Skipped(format!(
-            "`{}` not found (.ci/run installs it with apt-get)",
-            w.program
-        ));
+    for program in std::iter::once(&w.program).chain(w.also) {
+        if !have(program, "--version") {
+            return Outcome::Skipped(format!(
+                "`{program}` not found (.ci/run installs it with apt-get)"
+            ));
+        }
     }
     outcome(preload_run(w))
 }
@@ -565,8 +578,28 @@ fn preload_run(w: &Workload) -> Result<(), String> {
     })?;
     let mut processes = 0;
     let mut allocations = 0;
+    // The process that must have run on buddy, and its pid.
+    let own = match w.process {
+        Some((file, fewest)) => {
+            let path = buddy_dir.join(file);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("no pid file {} ({e})", path.display()))?;
+            let pid: u32 = text
+                .trim()
+                .parse()
+                .map_err(|_| format!("{} holds {text:?}, not a pid", path.display()))?;
+            Some((pid, fewest))
+        }
+        None => None,
+    };
+    let mut own_seen = None;
     for line in text.lines() {
         let (a, bad) = parse_report(line).ok_or(format!("bad report line {line:?}"))?;
+        if let Some((pid, _)) = own
+            && line.contains(&format!(" pid {pid}: "))
+        {
+            own_seen = Some(a);
+        }
         if bad != 0 {
             return Err(format!(
                 "a process freed pointers buddy never handed out: {line}"
@@ -579,6 +612,28 @@ fn preload_run(w: &Workload) -> Result<(), String> {
         "{}: outputs identical; {processes} processes ran on buddy, {allocations} allocations, 0 bad frees",
         w.program
     );
+    if let Some((pid, fewest)) = own {
+        match own_seen {
+            Some(a) if a >= fewest => {
+                eprintln!(
+                    "{}: its own process (pid {pid}) made {a} allocations on buddy",
+                    w.program
+                )
+            }
+            Some(a) => {
+                return Err(format!(
+                    "{} (pid {pid}) made only {a} allocations on buddy, expected at least {fewest}",
+                    w.program
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "no exit report from {} (pid {pid}): did it run on buddy, and exit normally?",
+                    w.program
+                ));
+            }
+        }
+    }
     if processes < plain.len() || allocations < w.min_allocations {
         return Err(format!(
             "only {processes} processes and {allocations} allocations on buddy \
@@ -628,12 +683,14 @@ print("child", r.stdout.strip())
 
 const PYTHON: Workload = Workload {
     program: "python3",
+    also: &[],
     commands: |_| {
         let mut c = Command::new("python3");
         c.args(["-c", PYTHON_SCRIPT]).env("PYTHONHASHSEED", "0");
         Ok(vec![c])
     },
     min_allocations: 100_000,
+    process: None,
 };
 
 /// The SQL of the sqlite3 workload: build (one run of `sqlite3`), then query (another).
@@ -666,6 +723,7 @@ PRAGMA integrity_check;
 
 const SQLITE: Workload = Workload {
     program: "sqlite3",
+    also: &[],
     commands: |dir| {
         std::fs::write(dir.join("build.sql"), SQL_BUILD).map_err(|e| e.to_string())?;
         std::fs::write(dir.join("query.sql"), SQL_QUERY).map_err(|e| e.to_string())?;
@@ -676,6 +734,7 @@ const SQLITE: Workload = Workload {
         Ok(vec![build, query])
     },
     min_allocations: 100_000,
+    process: None,
 };
 
 /// git commands with a fixed identity and clock, so commit ids are the same in both runs.
@@ -713,6 +772,7 @@ fn write_tree(dir: &Path, n: usize) -> Result<(), String> {
 
 const GIT: Workload = Workload {
     program: "git",
+    also: &[],
     commands: |dir| {
         // The files are written first; git does the rest (every change below goes through it).
         write_tree(dir, 150)?;
@@ -739,6 +799,7 @@ const GIT: Workload = Workload {
         ])
     },
     min_allocations: 10_000,
+    process: None,
 };
 
 const PERL_SCRIPT: &str = r#"
@@ -762,12 +823,139 @@ printf "%.6f %s\n", 3.14159265358979 * $_, sprintf('%08x', $_ * 2654435761 % 429
 
 const PERL: Workload = Workload {
     program: "perl",
+    also: &[],
     commands: |_| {
         let mut c = Command::new("perl");
         c.args(["-e", PERL_SCRIPT]);
         Ok(vec![c])
     },
     min_allocations: 100_000,
+    process: None,
+};
+
+/// The client of the memcached workload (`python3 -c`): starts `memcached` on a free
+/// loopback port with 4 worker threads (under the same preload), leaves its pid in
+/// `memcached.pid`, and runs 8 client threads of 6000 requests each on their own
+/// connections: `set` of values of 1 B to 900 KB (memcached keeps values in 1 MiB slab pages
+/// it takes from `malloc`, and chunks the large ones), multi-key `get`s checked against each
+/// client's own model of its keys, and `delete`s. It prints a digest of every reply, the
+/// server's counters that the requests alone decide, and the server's exit status after
+/// SIGTERM (a clean exit runs the library's exit report).
+const MEMCACHED_SCRIPT: &str = r#"
+import hashlib, os, random, socket, subprocess, threading, time
+
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+port = s.getsockname()[1]
+s.close()
+cmd = ["memcached", "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-t", "4", "-m", "1024", "-c", "64"]
+if os.geteuid() == 0:
+    cmd += ["-u", "root"]
+srv = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+with open("memcached.pid", "w") as f:
+    f.write(str(srv.pid))
+
+class Conn:
+    def __init__(self):
+        for _ in range(400):
+            try:
+                self.s = socket.create_connection(("127.0.0.1", port))
+                break
+            except OSError:
+                if srv.poll() is not None:
+                    raise SystemExit("memcached exited: " + srv.stderr.read().decode())
+                time.sleep(0.05)
+        else:
+            raise SystemExit("memcached is not listening after 20 s")
+        self.buf = b""
+    def fill(self):
+        chunk = self.s.recv(1 << 20)
+        if not chunk:
+            raise SystemExit("memcached closed a connection")
+        self.buf += chunk
+    def line(self):
+        while b"\r\n" not in self.buf:
+            self.fill()
+        l, self.buf = self.buf.split(b"\r\n", 1)
+        return l
+    def exactly(self, n):
+        while len(self.buf) < n:
+            self.fill()
+        d, self.buf = self.buf[:n], self.buf[n:]
+        return d
+    def send(self, data):
+        self.s.sendall(data)
+    def get(self, keys):
+        self.send(b"get " + b" ".join(keys) + b"\r\n")
+        out = {}
+        while (l := self.line()) != b"END":
+            _, k, _, n = l.split()
+            out[k] = self.exactly(int(n) + 2)[:-2]
+        return out
+
+def value(n, i, v, size):
+    seed = hashlib.sha256(b"%d:%d:%d" % (n, i, v)).digest()
+    return (seed * (size // 32 + 1))[:size]
+
+def size(rng):
+    r = rng.random()
+    if r < 0.6: return rng.randint(1, 200)
+    if r < 0.9: return rng.randint(200, 8000)
+    if r < 0.99: return rng.randint(8000, 100000)
+    return rng.randint(100000, 900000)
+
+results = {}
+def client(n):
+    rng, c, model, version, h, bad = random.Random(n), Conn(), {}, 0, hashlib.sha256(), 0
+    for _ in range(6000):
+        r, i = rng.random(), rng.randrange(400)
+        key = b"t%d:%d" % (n, i)
+        if r < 0.5:
+            version += 1
+            val = value(n, i, version, size(rng))
+            c.send(b"set %s 0 0 %d\r\n%s\r\n" % (key, len(val), val))
+            bad += c.line() != b"STORED"
+            model[key] = val
+        elif r < 0.85:
+            keys = [key] + [b"t%d:%d" % (n, rng.randrange(400)) for _ in range(rng.randrange(8))]
+            got = c.get(keys)
+            for k in keys:
+                bad += got.get(k) != model.get(k)
+                h.update(k + b"=" + (got.get(k) or b"-"))
+        else:
+            c.send(b"delete %s\r\n" % key)
+            bad += c.line() != (b"DELETED" if key in model else b"NOT_FOUND")
+            model.pop(key, None)
+    results[n] = (h.hexdigest(), len(model), sum(map(len, model.values())), "wrong replies", bad)
+
+try:
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+    for t in threads: t.start()
+    for t in threads: t.join()
+    for n in range(8): print("client", n, *results[n])
+    c = Conn()
+    c.send(b"stats\r\n")
+    stats = dict(l.decode().split(" ", 2)[1:] for l in iter(c.line, b"END"))
+    for k in ["curr_items", "total_items", "get_hits", "get_misses", "delete_hits", "delete_misses", "evictions"]:
+        print(k, stats[k])
+    srv.terminate()
+    srv.communicate(timeout=60)
+    print("memcached exit status", srv.returncode)
+finally:
+    if srv.poll() is None:
+        srv.kill()
+"#;
+
+const MEMCACHED: Workload = Workload {
+    program: "memcached",
+    also: &["python3"],
+    commands: |_| {
+        let mut c = Command::new("python3");
+        c.args(["-c", MEMCACHED_SCRIPT]);
+        Ok(vec![c])
+    },
+    min_allocations: 100_000,
+    process: Some(("memcached.pid", 100)),
 };
 
 // ----- cargo xtask bench --preload -----
