@@ -7,13 +7,13 @@
 //!   `libbuddy_alloc.so`.
 //! - **Drop-in malloc**: `buddy-std/tests/c/malloc_test.c`, an ordinary C program, run with
 //!   `LD_PRELOAD=libbuddy_malloc.so`.
-//! - **Real programs** nobody here wrote (`python3`, `sqlite3`, `git`, `perl`, and
-//!   `memcached` driven by a `python3` client), each run twice on the same work, without and
-//!   with the preload: exit status, stdout and stderr must be byte for byte the same, and the
-//!   library's exit report (`BUDDY_MALLOC_STATS`) must show that every process of the
-//!   preloaded run used buddy and never freed a pointer buddy did not hand out (and, for
-//!   memcached, that the server's own process ran on it). A missing program skips its pass
-//!   with one line.
+//! - **Real programs** nobody here wrote (`python3`, `sqlite3`, `git`, `perl`, and the
+//!   `memcached` and PostgreSQL servers, driven by `python3`), each run twice on the same
+//!   work, without and with the preload: exit status, stdout and stderr must be byte for byte
+//!   the same, and the library's exit report (`BUDDY_MALLOC_STATS`) must show that every
+//!   process of the preloaded run used buddy and never freed a pointer buddy did not hand out
+//!   (and, for the servers, that the server's own process ran on it). A missing program skips
+//!   its pass with one line.
 //!
 //! The tests use the debug build of the libraries (debug assertions on inside the allocator);
 //! the bench uses the release build. Every program runs under a time limit, so a deadlock
@@ -64,6 +64,10 @@ pub fn passes() -> Vec<Pass> {
         Pass {
             name: "LD_PRELOAD memcached: 4 worker threads serving 8 clients over loopback, every value checked",
             run: || preload_pass(&MEMCACHED),
+        },
+        Pass {
+            name: "LD_PRELOAD PostgreSQL: initdb, a server forking a backend per connection, psql and pgbench",
+            run: || preload_pass(&POSTGRES),
         },
     ]
 }
@@ -467,17 +471,19 @@ fn no_dynamic_tls_run() -> Result<Option<String>, String> {
 struct Workload {
     /// The program whose presence decides whether the pass runs.
     program: &'static str,
-    /// Other programs the commands need (checked the same way).
-    also: &'static [&'static str],
+    /// What else the commands need, checked before they run: `None` when it is all there,
+    /// else the reason to skip the pass.
+    also: fn() -> Option<String>,
     /// The commands, in order; their outputs are compared one by one.
     commands: fn(&Path) -> Result<Vec<Command>, String>,
     /// Fewest allocations the preloaded run must have made through buddy, all processes
     /// together (proof that the work really ran on it).
     min_allocations: usize,
-    /// A process that must itself have run on buddy: the file (in the work directory) where
-    /// the commands leave its pid, and the fewest allocations its report line must show.
-    /// For a server started by a client script, whose own process would pass the total.
-    process: Option<(&'static str, usize)>,
+    /// A process that must itself have run on buddy: its name, the file (in the work
+    /// directory) where the commands leave its pid, and the fewest allocations its report
+    /// line must show. For a server started by a client script, whose own process would
+    /// pass the total.
+    process: Option<(&'static str, &'static str, usize)>,
 }
 
 /// The result of one command, to compare.
@@ -524,13 +530,17 @@ fn run_workload(
     Ok(runs)
 }
 
+/// The first of `programs` that does not answer `--version`, as the reason to skip a pass.
+fn missing(programs: &[&str]) -> Option<String> {
+    let absent = programs.iter().find(|p| !have(p, "--version"))?;
+    Some(format!(
+        "`{absent}` not found (.ci/run installs it with apt-get)"
+    ))
+}
+
 fn preload_pass(w: &Workload) -> Outcome {
-    for program in std::iter::once(&w.program).chain(w.also) {
-        if !have(program, "--version") {
-            return Outcome::Skipped(format!(
-                "`{program}` not found (.ci/run installs it with apt-get)"
-            ));
-        }
+    if let Some(why) = missing(&[w.program]).or_else(w.also) {
+        return Outcome::Skipped(why);
     }
     outcome(preload_run(w))
 }
@@ -544,6 +554,11 @@ fn preload_run(w: &Workload) -> Result<(), String> {
         .join("capi")
         .join(format!("{}-report.txt", w.program));
     let _ = std::fs::remove_file(&report);
+    // Created here, writable by all: a workload may run processes as another user (the
+    // PostgreSQL server refuses root), and each process appends its line.
+    std::fs::write(&report, "").map_err(|e| format!("cannot create {}: {e}", report.display()))?;
+    std::fs::set_permissions(&report, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .map_err(|e| format!("cannot open up {}: {e}", report.display()))?;
 
     let plain = run_workload(w, &plain_dir, None)?;
     let buddy = run_workload(w, &buddy_dir, Some((&lib, &report)))?;
@@ -580,7 +595,7 @@ fn preload_run(w: &Workload) -> Result<(), String> {
     let mut allocations = 0;
     // The process that must have run on buddy, and its pid.
     let own = match w.process {
-        Some((file, fewest)) => {
+        Some((name, file, fewest)) => {
             let path = buddy_dir.join(file);
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| format!("no pid file {} ({e})", path.display()))?;
@@ -588,14 +603,14 @@ fn preload_run(w: &Workload) -> Result<(), String> {
                 .trim()
                 .parse()
                 .map_err(|_| format!("{} holds {text:?}, not a pid", path.display()))?;
-            Some((pid, fewest))
+            Some((name, pid, fewest))
         }
         None => None,
     };
     let mut own_seen = None;
     for line in text.lines() {
         let (a, bad) = parse_report(line).ok_or(format!("bad report line {line:?}"))?;
-        if let Some((pid, _)) = own
+        if let Some((_, pid, _)) = own
             && line.contains(&format!(" pid {pid}: "))
         {
             own_seen = Some(a);
@@ -612,24 +627,17 @@ fn preload_run(w: &Workload) -> Result<(), String> {
         "{}: outputs identical; {processes} processes ran on buddy, {allocations} allocations, 0 bad frees",
         w.program
     );
-    if let Some((pid, fewest)) = own {
+    if let Some((name, pid, fewest)) = own {
         match own_seen {
-            Some(a) if a >= fewest => {
-                eprintln!(
-                    "{}: its own process (pid {pid}) made {a} allocations on buddy",
-                    w.program
-                )
-            }
+            Some(a) if a >= fewest => eprintln!("{name} (pid {pid}) made {a} allocations on buddy"),
             Some(a) => {
                 return Err(format!(
-                    "{} (pid {pid}) made only {a} allocations on buddy, expected at least {fewest}",
-                    w.program
+                    "{name} (pid {pid}) made only {a} allocations on buddy, expected at least {fewest}"
                 ));
             }
             None => {
                 return Err(format!(
-                    "no exit report from {} (pid {pid}): did it run on buddy, and exit normally?",
-                    w.program
+                    "no exit report from {name} (pid {pid}): did it run on buddy, and exit normally?"
                 ));
             }
         }
@@ -683,7 +691,7 @@ print("child", r.stdout.strip())
 
 const PYTHON: Workload = Workload {
     program: "python3",
-    also: &[],
+    also: || None,
     commands: |_| {
         let mut c = Command::new("python3");
         c.args(["-c", PYTHON_SCRIPT]).env("PYTHONHASHSEED", "0");
@@ -723,7 +731,7 @@ PRAGMA integrity_check;
 
 const SQLITE: Workload = Workload {
     program: "sqlite3",
-    also: &[],
+    also: || None,
     commands: |dir| {
         std::fs::write(dir.join("build.sql"), SQL_BUILD).map_err(|e| e.to_string())?;
         std::fs::write(dir.join("query.sql"), SQL_QUERY).map_err(|e| e.to_string())?;
@@ -772,7 +780,7 @@ fn write_tree(dir: &Path, n: usize) -> Result<(), String> {
 
 const GIT: Workload = Workload {
     program: "git",
-    also: &[],
+    also: || None,
     commands: |dir| {
         // The files are written first; git does the rest (every change below goes through it).
         write_tree(dir, 150)?;
@@ -823,7 +831,7 @@ printf "%.6f %s\n", 3.14159265358979 * $_, sprintf('%08x', $_ * 2654435761 % 429
 
 const PERL: Workload = Workload {
     program: "perl",
-    also: &[],
+    also: || None,
     commands: |_| {
         let mut c = Command::new("perl");
         c.args(["-e", PERL_SCRIPT]);
@@ -948,14 +956,177 @@ finally:
 
 const MEMCACHED: Workload = Workload {
     program: "memcached",
-    also: &["python3"],
+    also: || missing(&["python3"]),
     commands: |_| {
         let mut c = Command::new("python3");
         c.args(["-c", MEMCACHED_SCRIPT]);
         Ok(vec![c])
     },
     min_allocations: 100_000,
-    process: Some(("memcached.pid", 100)),
+    process: Some(("memcached", "memcached.pid", 100)),
+};
+
+/// The driver of the PostgreSQL workload (`python3 -c`): `initdb` a cluster in the work
+/// directory, start `postgres` on a Unix socket there (as the `postgres` user when run as
+/// root: PostgreSQL refuses root), run `work.sql` with `psql`, then `pgbench -i` and 4
+/// clients of 300 transactions each (2 threads), and print what `psql` printed, the
+/// accounts' totals after the transactions (the same whatever their order), and the
+/// server's exit status after a fast shutdown. Every process (the postmaster, a backend
+/// `fork()`ed from it per connection without `exec`, its helpers, psql and pgbench) runs
+/// under the same preload. It leaves the postmaster's pid in `postmaster.pid`.
+const POSTGRES_SCRIPT: &str = r#"
+import glob, os, subprocess, time
+
+bins = [d for d in sorted(glob.glob("/usr/lib/postgresql/*/bin")) if os.path.exists(d + "/initdb")]
+if not bins:
+    raise SystemExit("no /usr/lib/postgresql/*/bin/initdb")
+def tool(name):
+    return os.path.join(bins[-1], name)
+
+data, sock = os.path.abspath("data"), os.path.abspath("sock")
+os.makedirs(sock)
+drop = []
+if os.geteuid() == 0:
+    import pwd
+    try:
+        user = pwd.getpwnam("postgres")
+    except KeyError:
+        user = pwd.getpwnam("nobody")
+    for d in [".", sock]:
+        os.chown(d, user.pw_uid, user.pw_gid)
+    drop = ["setpriv", "--reuid=%d" % user.pw_uid, "--regid=%d" % user.pw_gid, "--clear-groups"]
+
+def run(args):
+    r = subprocess.run(drop + args, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit("%s failed (%d):\n%s%s" % (args[0], r.returncode, r.stdout, r.stderr))
+    return r.stdout
+
+run([tool("initdb"), "-D", data, "-A", "trust", "-U", "buddy", "-E", "UTF8", "--locale=C", "--no-sync"])
+log = open("server.log", "w")
+srv = subprocess.Popen(drop + [tool("postgres"), "-D", data, "-k", sock, "-p", "5432",
+    "-c", "listen_addresses=", "-c", "fsync=off", "-c", "max_connections=20", "-c", "work_mem=64MB"],
+    stdout=log, stderr=log)
+try:
+    conn = ["-h", sock, "-p", "5432", "-U", "buddy"]
+    psql = [tool("psql")] + conn + ["-X", "-q", "-v", "ON_ERROR_STOP=1"]
+    for _ in range(600):
+        if subprocess.run(drop + psql + ["-d", "postgres", "-c", "select 1"], capture_output=True).returncode == 0:
+            break
+        if srv.poll() is not None:
+            raise SystemExit("postgres exited:\n" + open("server.log").read())
+        time.sleep(0.05)
+    else:
+        raise SystemExit("postgres does not answer after 30 s:\n" + open("server.log").read())
+    with open("postmaster.pid", "w") as f:
+        f.write(str(srv.pid))
+    run(psql + ["-d", "postgres", "-c", "create database work"])
+    print(run(psql + ["-d", "work", "-f", "work.sql"]), end="")
+    run([tool("pgbench")] + conn + ["-i", "-q", "-s", "2", "work"])
+    run([tool("pgbench")] + conn + ["-c", "4", "-j", "2", "-t", "300", "--random-seed=1", "work"])
+    print(run(psql + ["-d", "work", "-A", "-t", "-c",
+        "select count(*), sum(abalance) from pgbench_accounts; "
+        "select sum(bbalance) from pgbench_branches; "
+        "select count(*), sum(delta) from pgbench_history"]), end="")
+finally:
+    srv.send_signal(2)  # SIGINT: fast shutdown
+    try:
+        srv.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        srv.kill()
+print("postgres exit status", srv.returncode)
+"#;
+
+/// The SQL the PostgreSQL workload runs with `psql`: the sqlite3 workload's table, grown,
+/// indexed, sorted and aggregated (64 MB of `work_mem`: large sorts and hashes in memory).
+const POSTGRES_SQL: &str = "
+create table people (id int primary key, name text, city int, born int, note text);
+insert into people select i, 'person' || i, i % 97, 1900 + (i * 7919) % 120,
+    repeat('x', 20 + i % 200) from generate_series(1, 200000) i;
+create index on people (born);
+create index on people (city, name);
+update people set note = upper(note) where born % 10 = 3;
+delete from people where id % 13 = 0;
+vacuum analyze people;
+select city, count(*), min(born), max(born), avg(length(note))::numeric(10,3)
+  from people group by city order by count(*) desc, city limit 5;
+select string_agg(name, ',' order by note, id)
+  from (select name, note, id from people order by note, id limit 20) s;
+select count(distinct note), md5(string_agg(name, '' order by name)) from people;
+with recursive t(n, s) as (select 1, ''::text union all
+    select n + 1, s || chr(65 + n % 26) from t where n < 2000)
+  select max(length(s)), md5(max(s)) from t;
+select md5(string_agg(x::text, ',' order by x))
+  from (select g as x from generate_series(1, 300000) g order by g desc) s;
+";
+
+/// When run as root, the PostgreSQL driver runs the server as `postgres` (or `nobody`):
+/// that user must be able to enter the target directory, where the work directory and the
+/// library are. Not so in a clone under a private home (`/root` is `drwx------`): the pass
+/// is then skipped with the reason.
+fn postgres_cannot_enter() -> Option<String> {
+    let uid = Command::new("id").arg("-u").output().ok()?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return None;
+    }
+    let user = if have_user("postgres") {
+        "postgres"
+    } else {
+        "nobody"
+    };
+    let target = target_dir();
+    let _ = std::fs::create_dir_all(&target);
+    let enters = Command::new("setpriv")
+        .args([&format!("--reuid={user}"), &format!("--regid={user}")])
+        .args(["--clear-groups", "test", "-x"])
+        .arg(&target)
+        .status()
+        .is_ok_and(|s| s.success());
+    (!enters).then(|| {
+        format!(
+            "the {user} user, who runs the server (PostgreSQL refuses root), cannot enter {}: \
+             clone the project where other users may enter",
+            target.display()
+        )
+    })
+}
+
+/// Whether the system has a user named `name`.
+fn have_user(name: &str) -> bool {
+    Command::new("id")
+        .arg(name)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+const POSTGRES: Workload = Workload {
+    program: "psql",
+    also: || {
+        missing(&["python3", "setpriv"])
+            .or_else(|| {
+                let server = std::fs::read_dir("/usr/lib/postgresql").is_ok_and(|versions| {
+                    versions
+                        .flatten()
+                        .any(|v| v.path().join("bin/initdb").exists())
+                });
+                (!server).then(|| {
+                    "no PostgreSQL server (/usr/lib/postgresql/*/bin/initdb; .ci/run installs \
+                 Debian's postgresql)"
+                        .into()
+                })
+            })
+            .or_else(postgres_cannot_enter)
+    },
+    commands: |dir| {
+        std::fs::write(dir.join("work.sql"), POSTGRES_SQL).map_err(|e| e.to_string())?;
+        let mut c = Command::new("python3");
+        c.args(["-c", POSTGRES_SCRIPT]);
+        Ok(vec![c])
+    },
+    min_allocations: 100_000,
+    process: Some(("the postmaster", "postmaster.pid", 1_000)),
 };
 
 // ----- cargo xtask bench --preload -----
