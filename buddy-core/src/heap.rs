@@ -782,14 +782,26 @@ impl Heap {
 
     #[inline(never)]
     fn alloc_slow(&mut self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
-        let (k, s) = match self.request(layout) {
-            Ok(r) => r,
-            Err(e) => {
-                self.counters.failed += 1;
-                log_warn!("buddy: alloc {:?} refused: {}", layout, e);
-                return Err(e);
-            }
-        };
+        let r = self.alloc_uncounted(layout);
+        if let Err(e) = r {
+            self.refused(layout, e);
+        }
+        r
+    }
+
+    /// Counts (and logs) a refused request.
+    #[cold]
+    #[cfg_attr(not(feature = "log"), allow(unused_variables))]
+    fn refused(&mut self, layout: Layout, e: AllocError) {
+        self.counters.failed += 1;
+        log_warn!("buddy: alloc {:?} refused: {}", layout, e);
+    }
+
+    /// [`alloc`](Heap::alloc) past the fast path, without counting a refusal: the run cache,
+    /// a run placed beside a free block, one block (coalescing the caches if need be), and
+    /// after that coalescing a run placed again.
+    fn alloc_uncounted(&mut self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
+        let (k, s) = self.request(layout)?;
         if s < 1 << k
             && let Some(u) = self.run_units(s)
             && let Some((a, t)) = self.runs.pop(u, layout.align() - 1)
@@ -810,8 +822,15 @@ impl Heap {
             self.note_alloc(layout.size(), s);
             return Ok(self.ptr(t, a));
         }
-        self.counters.failed += 1;
-        log_warn!("buddy: out of memory for {:?}", layout);
+        // `take_block` coalesced every cached block and run before it failed: the space of
+        // one may now complete a run beside a free block (a request never fails while cached
+        // blocks could serve it).
+        if s < 1 << k
+            && let Some((a, t)) = self.place_run(k, s, layout.align())
+        {
+            self.note_alloc(layout.size(), s);
+            return Ok(self.ptr(t, a));
+        }
         Err(AllocError::OutOfMemory {
             size: layout.size(),
         })
@@ -1259,7 +1278,21 @@ impl Heap {
                 return Err(e);
             }
         }
-        let moved = self.alloc(new)?;
+        let moved = match self.alloc_uncounted(new) {
+            Ok(m) => m,
+            Err(e) => {
+                // The refusal coalesced the caches: a neighbour that was only cached may be
+                // free now, and the allocation grow where it is.
+                if matches!(e, AllocError::OutOfMemory { .. }) {
+                    // SAFETY: as above; the refused attempts changed nothing.
+                    if unsafe { self.realloc_in_place(ptr, old, new_size) }.is_ok() {
+                        return Ok(ptr);
+                    }
+                }
+                self.refused(new, e);
+                return Err(e);
+            }
+        };
         // SAFETY: both blocks are live allocations of this heap, distinct, and at least
         // `min(old.size(), new_size)` bytes long.
         unsafe {

@@ -5,6 +5,7 @@ mod common;
 use buddy_core::{AllocError, BlockState, Config, FreeError, Heap};
 use common::heap;
 use std::alloc::Layout;
+use std::ptr::NonNull;
 
 fn l(size: usize, align: usize) -> Layout {
     Layout::from_size_align(size, align).unwrap()
@@ -532,6 +533,72 @@ fn cached_runs_are_merged_before_a_request_fails() {
     assert_eq!(h.stats().cached_blocks, 0);
     // SAFETY: live allocation.
     assert_eq!(unsafe { h.free(big) }, Ok(top));
+    h.check().unwrap();
+}
+
+/// A run whose room is free only once a cached block is merged: the request coalesces the
+/// cache and is served, not refused (a refusal followed by the same request succeeding was
+/// the bug: the run was placed before the cache was merged, and not again after).
+#[test]
+fn a_run_is_placed_over_a_cached_block_before_the_request_fails() {
+    let (mut h, base) = aligned_heap(16 << 10, Config::new());
+    let a = h.alloc(l(8192, 8192)).unwrap();
+    let b = h.alloc(l(4096, 4096)).unwrap();
+    let c = h.alloc(l(16, 16)).unwrap();
+    let d = h.alloc(l(2048, 2048)).unwrap();
+    let at = |p: NonNull<u8>| p.as_ptr() as usize - base;
+    assert_eq!(
+        (at(a), at(b), at(c), at(d)),
+        (0, 8 << 10, 12 << 10, 14 << 10)
+    );
+    // SAFETY: live allocations.
+    unsafe { h.free(b) }.unwrap();
+    h.flush();
+    // SAFETY: live allocation; it waits in the deferred cache, taken in the bitmaps.
+    unsafe { h.free(c) }.unwrap();
+    assert_eq!(h.stats().cached_blocks, 1);
+    let failed = h.stats().failed_requests;
+    // 4096 + 2048 bytes at 8 KiB: free, once the cached 16 bytes at 12 KiB are merged.
+    let r = h.alloc(l(6144, 8)).unwrap();
+    assert_eq!(at(r), 8 << 10);
+    assert_eq!(h.usable_size(r), Ok(6144));
+    assert_eq!(h.stats().cached_blocks, 0);
+    assert_eq!(h.stats().failed_requests, failed, "counted as a refusal");
+    h.check().unwrap();
+}
+
+/// A realloc that can grow only into a buddy waiting in the deferred cache, on a heap with no
+/// other room: the cache is merged and the block grows in place, not refused.
+#[test]
+fn realloc_grows_into_a_cached_buddy_when_nothing_else_fits() {
+    let (mut h, _) = aligned_heap(4096, Config::new());
+    let mut blocks = Vec::new();
+    while let Ok(p) = h.alloc(l(16, 16)) {
+        blocks.push(p);
+    }
+    // SAFETY: live allocations; the one written to is live with 16 bytes.
+    unsafe {
+        blocks[0].as_ptr().write_bytes(0xAB, 16);
+        h.free(blocks[1]).unwrap();
+    }
+    assert_eq!(h.stats().cached_blocks, 1);
+    let failed = h.stats().failed_requests;
+    // SAFETY: live with this layout.
+    let p = unsafe { h.realloc(blocks[0], l(16, 16), 32) }.unwrap();
+    assert_eq!(p, blocks[0], "grown in place: there is no other room");
+    assert_eq!(h.usable_size(p), Ok(32));
+    assert!(
+        // SAFETY: p is live with 32 bytes.
+        unsafe { std::slice::from_raw_parts(p.as_ptr(), 16) }
+            .iter()
+            .all(|&x| x == 0xAB)
+    );
+    assert_eq!(h.stats().failed_requests, failed, "counted as a refusal");
+    // Now truly full: the next refusal is counted.
+    // SAFETY: live with the layout the realloc gave it.
+    assert!(unsafe { h.realloc(p, l(32, 16), 64) }.is_err());
+    assert_eq!(h.stats().failed_requests, failed + 1);
+    assert_eq!(h.usable_size(p), Ok(32));
     h.check().unwrap();
 }
 

@@ -71,6 +71,8 @@ struct Harness {
     /// a realloc's old and new blocks together (a move may hold both for a moment).
     high_water_lo: usize,
     high_water_hi: usize,
+    /// Refused allocs and reallocs: `Stats::failed_requests` must count exactly these.
+    failed: usize,
 }
 
 impl Harness {
@@ -94,6 +96,7 @@ impl Harness {
             round: 0,
             high_water_lo: 0,
             high_water_hi: 0,
+            failed: 0,
         }
     }
 
@@ -161,14 +164,25 @@ impl Harness {
                         self.freed.retain(|&f| f != p);
                     }
                     Err(AllocError::OutOfMemory { .. }) => {
+                        self.failed += 1;
                         // Only when no free block (cache included) was large enough.
                         assert!(
                             before.largest_free_block < 1 << k,
                             "refused {layout:?} with a free block of {}",
                             before.largest_free_block
                         );
+                        // And no cached block or run could have served it: with all of them
+                        // coalesced, the same request is refused again.
+                        self.heap.flush();
+                        let again = self.heap.alloc(layout);
+                        assert!(
+                            again.is_err(),
+                            "refused {layout:?}, which fits after a flush"
+                        );
+                        self.failed += 1;
                     }
                     Err(AllocError::TooLarge { .. }) | Err(AllocError::AlignTooLarge { .. }) => {
+                        self.failed += 1;
                         assert!(1usize << k > 1usize << before.max_order);
                         assert_eq!(self.heap.stats().free_blocks, before.free_blocks);
                     }
@@ -218,9 +232,22 @@ impl Harness {
                             }
                             self.freed.retain(|&f| f != p);
                         }
-                        Err(AllocError::OutOfMemory { .. }) | Err(AllocError::TooLarge { .. }) => {
+                        Err(e @ (AllocError::OutOfMemory { .. } | AllocError::TooLarge { .. })) => {
+                            self.failed += 1;
                             assert_eq!(self.heap.usable_size(l.ptr), Ok(l.handed));
                             assert_eq!(self.heap.stats().live_allocations, before.live_allocations);
+                            if matches!(e, AllocError::OutOfMemory { .. }) {
+                                // No cached block or run could have served it (see `Alloc`).
+                                self.heap.flush();
+                                // SAFETY: still live with this layout (the realloc failed).
+                                let again = unsafe { self.heap.realloc(l.ptr, l.layout, new_size) };
+                                assert!(
+                                    again.is_err(),
+                                    "realloc of {:?} to {new_size} refused, fits after a flush",
+                                    l.layout
+                                );
+                                self.failed += 1;
+                            }
                         }
                         Err(e) => panic!("unexpected {e}"),
                     }
@@ -306,6 +333,7 @@ impl Harness {
         );
         assert_eq!(s.free_bytes + s.allocated_bytes, s.managed_bytes);
         assert!(s.high_water_bytes >= s.allocated_bytes);
+        assert_eq!(s.failed_requests, self.failed, "failed requests miscounted");
     }
 
     /// Overwrites every byte that is neither metadata nor a live block.
