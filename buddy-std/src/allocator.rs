@@ -838,7 +838,28 @@ impl<O: Os> BuddyAlloc<O> {
             }
         }
         // SAFETY: the caller's contract is `move_block`'s.
-        unsafe { self.move_block(ptr, layout, new) }
+        if let Some(q) = unsafe { self.move_block(ptr, layout, new) } {
+            return Some(q);
+        }
+        // Refused: the room may be a neighbour that waits in its heap's deferred cache (a
+        // request never fails while cached blocks could serve it). Merge them, try in place
+        // once more; a success is not a failed request.
+        if let Some(chunk) = self.chunk_of(ptr)
+            && self.fits_chunk(new)
+            && new_size > layout.size()
+        {
+            let mut heap = chunk.heap();
+            heap.flush();
+            // SAFETY: the caller's contract: a live block of this heap with `layout` (the
+            // refused move left it as it was).
+            if unsafe { heap.realloc_in_place(ptr, layout, new_size) }.is_ok() {
+                drop(heap);
+                self.counters.failed.fetch_sub(1, Relaxed);
+                tools::grown(&self.arena, ptr, layout.size(), new_size);
+                return Some(ptr);
+            }
+        }
+        None
     }
 
     /// Moves a block to a new one for `new` (copying what fits), then frees the old one.

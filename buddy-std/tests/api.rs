@@ -144,6 +144,60 @@ fn requests_larger_than_a_chunk_get_a_mapping_of_their_own() {
     a.check().unwrap();
 }
 
+/// At the limit, a block whose only room to grow is a buddy freed a moment ago (waiting in
+/// the heap's deferred cache) grows into it: the realloc is not refused.
+#[test]
+fn at_the_limit_realloc_grows_into_a_buddy_waiting_in_the_cache() {
+    let a = BuddyAlloc::with_config(small().memory_limit(MIB));
+    let page = l(4096, 4096);
+    let mut blocks = Vec::new();
+    loop {
+        // SAFETY: valid layout.
+        let p = unsafe { a.alloc(page) };
+        if p.is_null() {
+            break;
+        }
+        blocks.push(p);
+    }
+    assert!(blocks.len() > 100, "one 1 MiB chunk");
+    // A left child and its buddy on the right.
+    let i = blocks
+        .iter()
+        .position(|&p| p as usize % 8192 == 0 && blocks.contains(&p.wrapping_add(4096)))
+        .unwrap();
+    let (left, right) = (blocks[i], blocks[i].wrapping_add(4096));
+    // SAFETY: both live with `page`; `left` is ours to write.
+    unsafe {
+        fill(left, 4096, 7);
+        a.dealloc(right, page);
+    }
+    let failed = a.stats().heap.failed_requests;
+    // SAFETY: live with `page`.
+    let q = unsafe { a.realloc(left, page, 8192) };
+    assert_eq!(q, left, "grown in place: there is no other room");
+    // SAFETY: q holds 8192 bytes, the first 4096 written above.
+    assert!((0..4096).all(|j| unsafe { *q.add(j) } == pattern(7, j)));
+    assert_eq!(
+        a.stats().heap.failed_requests,
+        failed,
+        "counted as a refusal"
+    );
+    // Truly full now: refused, counted, and the block unchanged.
+    // SAFETY: live with the new layout.
+    assert!(unsafe { a.realloc(q, l(8192, 4096), 16384) }.is_null());
+    assert_eq!(a.stats().heap.failed_requests, failed + 1);
+    // SAFETY: q is live with 8192 bytes.
+    assert!((0..4096).all(|j| unsafe { *q.add(j) } == pattern(7, j)));
+    blocks.retain(|&p| p != left && p != right);
+    for p in blocks {
+        // SAFETY: allocated above with `page`.
+        unsafe { a.dealloc(p, page) };
+    }
+    // SAFETY: live with the layout the realloc gave it.
+    unsafe { a.dealloc(q, l(8192, 4096)) };
+    assert_eq!(a.stats().live_allocations(), 0);
+}
+
 #[test]
 fn growth_adds_chunks_up_to_the_limit_then_returns_null_and_recovers() {
     let a = BuddyAlloc::with_config(small().memory_limit(4 * MIB));
