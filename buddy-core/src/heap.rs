@@ -1187,7 +1187,8 @@ impl Heap {
             return Ok(());
         }
         // Give the run back (no cache), then take the new run at the same address.
-        if s_new > s_old && (p + s_new > tree.end || !tree.range_free(p + s_old, s_new - s_old)) {
+        // `tree.end - p`, not `p + s_new`: a region may end at the top of the address space.
+        if s_new > s_old && (s_new > tree.end - p || !tree.range_free(p + s_old, s_new - s_old)) {
             // Growing needs the memory right after the run: when it is taken, fail before
             // touching anything (the common refusal, and the cheap one).
             return Err(AllocError::OutOfMemory { size: new_size });

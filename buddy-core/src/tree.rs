@@ -660,7 +660,11 @@ impl Tree {
         let mut a = top_first;
         while a < self.end {
             self.check_node(a, self.top, &mut counts)?;
-            a += 1 << self.top;
+            // A span that ends at the top of the address space has no next block.
+            match a.checked_add(1 << self.top) {
+                Some(next) => a = next,
+                None => break,
+            }
         }
         for k in self.min..=self.top {
             let r = (k - self.min) as usize;
@@ -704,21 +708,23 @@ impl Tree {
                 order: k,
             })
         };
-        let end = a + (1 << k);
+        // The block's last byte: `a + 2^k` itself overflows for a block that ends at the top
+        // of the address space (a region there is valid).
+        let last = a + ((1 << k) - 1);
         let covered = self.index(a, k).is_some();
         let (f, s) = if covered {
             (self.f(a, k), self.s(a, k))
         } else {
             (false, false)
         };
-        if end <= self.start || a >= self.end {
+        if last < self.start || a >= self.end {
             // Wholly outside the range (only at the edges of the covered span).
             if f || s {
                 return err("block outside the region is marked");
             }
             return Ok(());
         }
-        let inside = a >= self.start && end <= self.end;
+        let inside = a >= self.start && last < self.end;
         if !inside && (!s || f) {
             return err("block straddling the region edge is not split");
         }
@@ -736,10 +742,9 @@ impl Tree {
             }
             (true, true) => {
                 // Continuing piece: the next piece starts right after it and is allocated.
-                let q = end;
-                if q >= self.end {
+                let Some(q) = last.checked_add(1).filter(|&q| q < self.end) else {
                     return err("run continues past the region");
-                }
+                };
                 let (b, j) = self.leaf(q);
                 if b != q || self.is_free(b, j) {
                     return err("run continues into a free or misaligned block");
@@ -753,8 +758,8 @@ impl Tree {
     /// Below a leaf every bit is zero.
     fn check_clear_below(&self, a: usize, k: u32) -> Result<(), crate::CheckError> {
         for j in self.min..k {
-            let mut b = a;
-            while b < a + (1 << k) {
+            for i in 0..1usize << (k - j) {
+                let b = a + (i << j);
                 if self.f(b, j) || self.s(b, j) {
                     return Err(crate::CheckError {
                         what: "bits set below a leaf",
@@ -762,7 +767,6 @@ impl Tree {
                         order: j,
                     });
                 }
-                b += 1 << j;
             }
         }
         Ok(())

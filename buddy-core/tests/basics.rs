@@ -432,6 +432,49 @@ fn stats_display_reads_like_buddyinfo() {
     assert!(text.contains("live 1 allocations, 112 bytes"), "{text}");
 }
 
+/// Page frames at the very top of the address space (a higher-half kernel's heap, say): the
+/// region's end is `usize::MAX`, so `start + len` and a block's end overflow. Never touched
+/// (the frames are not even mapped here), never a panic, and `check` holds throughout.
+#[test]
+fn a_region_ending_at_the_top_of_the_address_space_works() {
+    const LEN: usize = (1 << 20) - 1;
+    let start = usize::MAX - LEN; // the region ends at usize::MAX
+    let config = Config::new().min_block(4096).exact_fit(false);
+    let meta = vec![0u64; buddy_core::metadata_words(LEN, 4096)].leak();
+    let mut h = Heap::with_config(config);
+    // SAFETY: the heap never dereferences the frames (guarantee 1); nothing else uses them.
+    unsafe { h.add_region_with_metadata(std::ptr::without_provenance_mut(start), LEN, meta) }
+        .unwrap();
+    h.check().unwrap();
+    let initial = h.stats();
+    let page = l(4096, 4096);
+    let mut frames = Vec::new();
+    while let Ok(p) = h.alloc(page) {
+        frames.push(p);
+    }
+    assert_eq!(frames.len(), 255, "every whole page below the top");
+    h.check().unwrap();
+    let last = *frames.iter().max().unwrap();
+    assert_eq!(last.as_ptr() as usize, usize::MAX - 2 * 4096 + 1);
+    // Growing the last frame would run past the top: refused, nothing changed.
+    let before = h.stats();
+    // SAFETY: live with `page`.
+    let r = unsafe { h.realloc_in_place(last, page, 1 << 18) };
+    assert_eq!(r, Err(AllocError::OutOfMemory { size: 1 << 18 }));
+    // SAFETY: as above.
+    let r = unsafe { h.realloc(last, page, 1 << 18) };
+    assert_eq!(r, Err(AllocError::OutOfMemory { size: 1 << 18 }));
+    assert_eq!(h.stats().free_blocks, before.free_blocks);
+    h.check().unwrap();
+    for p in frames {
+        // SAFETY: live with `page`.
+        assert_eq!(unsafe { h.free(p) }, Ok(4096));
+    }
+    h.flush();
+    h.check().unwrap();
+    assert_eq!(h.stats().free_blocks, initial.free_blocks);
+}
+
 #[test]
 fn page_frames_with_separate_metadata_never_touch_the_frames() {
     const LEN: usize = if cfg!(miri) { 1 << 18 } else { 1 << 22 };

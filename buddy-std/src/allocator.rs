@@ -628,9 +628,16 @@ impl<O: Os> BuddyAlloc<O> {
 
     /// The direct-mapping table: `max_chunks` slots (each direct mapping is larger than a
     /// chunk and counts against the limit, so no more can be live at once).
+    ///
+    /// Before the first allocation the directory is not mapped (`dir` is null) and neither is
+    /// the table: the address is then computed without `add`, whose in-bounds promise would
+    /// not hold (Miri caught `free` and `usable_size` of a foreign pointer on a fresh
+    /// allocator doing so), and is read only where the directory is known to be mapped.
     fn table(&self) -> *mut Direct {
-        // SAFETY: the table lies at this offset inside the directory, which is mapped.
-        unsafe { self.dir.load(Relaxed).add(self.geo.table).cast::<Direct>() }
+        self.dir
+            .load(Relaxed)
+            .wrapping_add(self.geo.table)
+            .cast::<Direct>()
     }
 
     /// A mapping of its own for a request larger than a chunk.
@@ -722,7 +729,9 @@ impl<O: Os> BuddyAlloc<O> {
     /// Gives the whole pages of `[ptr, ptr + len)` back to the OS if the purge policy says so.
     ///
     /// The range must be inside an arena block that the caller owns and is about to free (or
-    /// no longer needs the contents of): that is what makes the `madvise` safe without a lock.
+    /// no longer needs the contents of), or the tail of a direct mapping the caller owns, or
+    /// the tail a shrink in place just gave up, with its heap's lock held: that is what makes
+    /// the `madvise` safe.
     fn purge_freed(&self, ptr: NonNull<u8>, len: usize) {
         let Purge::AtLeast(threshold) = self.config.purge_policy() else {
             return;
@@ -744,8 +753,10 @@ impl<O: Os> BuddyAlloc<O> {
         let bytes = end - start.as_ptr().addr();
         // SAFETY: `[start, start + bytes)` is page-aligned and inside `[ptr, ptr + len)`, a
         // block of a chunk (mapped by `os.map` in `reserve`, not unmapped while `self` lives)
-        // that the caller owns and does not need the contents of; no other thread can access
-        // it before the caller hands it back to the heap, after this call.
+        // or the tail of a direct mapping (unmapped only when freed), whose contents nobody
+        // needs: the caller owns it, or (a shrunk block's split-off tail) its heap does and
+        // the caller holds that heap's lock; no other thread can access it before the caller
+        // hands it back or lets the lock go, after this call.
         match unsafe { self.os.purge(start, bytes) } {
             Ok(()) => {
                 self.counters.purges.fetch_add(1, Relaxed);
@@ -805,14 +816,26 @@ impl<O: Os> BuddyAlloc<O> {
             Some(chunk) if self.fits_chunk(new) => {
                 let old_size = layout.size();
                 if new_size < old_size {
-                    // The tail is being given up: its contents do not matter any more.
-                    if let Some(tail) = NonNull::new(ptr.as_ptr().wrapping_add(new_size)) {
-                        self.purge_freed(tail, old_size - new_size);
-                    }
                     tools::shrinking(&self.arena, ptr, old_size, new_size);
                 }
-                // SAFETY: the caller's contract: a live block of this heap with `layout`.
-                let resized = unsafe { chunk.heap().realloc_in_place(ptr, layout, new_size) };
+                let resized = {
+                    let mut heap = chunk.heap();
+                    // SAFETY: the caller's contract: a live block of this heap with `layout`.
+                    let r = unsafe { heap.realloc_in_place(ptr, layout, new_size) };
+                    if r.is_ok()
+                        && new_size < old_size
+                        && let Some(tail) = NonNull::new(ptr.as_ptr().wrapping_add(new_size))
+                    {
+                        // The tail is given up: its contents do not matter any more. Only once
+                        // the resize succeeded (a smaller size may still need a larger block:
+                        // a large alignment rounds it up, an exact-fit run is shorter; a
+                        // refused resize must leave every byte as it was), and under the
+                        // heap's lock: what the resize split off is free in this heap, and no
+                        // one can allocate it before the purge is done.
+                        self.purge_freed(tail, old_size - new_size);
+                    }
+                    r
+                };
                 match resized {
                     Ok(()) if new_size > old_size => {
                         tools::grown(&self.arena, ptr, old_size, new_size);
@@ -833,6 +856,13 @@ impl<O: Os> BuddyAlloc<O> {
                         .find_direct(ptr, false)
                         .is_some_and(|d| new_size <= d.len)
                 {
+                    // The mapping stays as long as it is; the pages past the new size go
+                    // back to the OS by the purge policy, as a block's in a chunk do.
+                    if new_size < layout.size()
+                        && let Some(tail) = NonNull::new(ptr.as_ptr().wrapping_add(new_size))
+                    {
+                        self.purge_freed(tail, layout.size() - new_size);
+                    }
                     return Some(ptr);
                 }
             }

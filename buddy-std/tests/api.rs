@@ -144,6 +144,89 @@ fn requests_larger_than_a_chunk_get_a_mapping_of_their_own() {
     a.check().unwrap();
 }
 
+/// A smaller size that needs a larger block (a large alignment rounds 100 bytes up to 512 KiB,
+/// where the 400 000-byte block is an exact-fit run of 416 KiB) on a full chunk: refused, and
+/// the block keeps every byte. The tail used to be purged before the resize was tried.
+#[test]
+fn a_refused_shrink_leaves_every_byte_of_the_block() {
+    let a = BuddyAlloc::with_config(small().memory_limit(MIB));
+    let old = l(400_000, 1 << 19);
+    // SAFETY: valid layouts; every block written is live and ours.
+    unsafe {
+        let p = a.alloc(old);
+        assert!(!p.is_null());
+        fill(p, old.size(), 3);
+        // Fill the rest of the chunk, so that the block can neither grow nor move.
+        let mut fillers = Vec::new();
+        let mut size = MIB / 2;
+        while size >= 16 {
+            loop {
+                let q = a.alloc(l(size, 8));
+                if q.is_null() {
+                    break;
+                }
+                fillers.push((q, size));
+            }
+            size /= 2;
+        }
+        let before = a.stats();
+        assert!(a.realloc(p, old, 100).is_null(), "nowhere to put 512 KiB");
+        assert!(
+            (0..old.size()).all(|i| *p.add(i) == pattern(3, i)),
+            "a refused realloc changed the block"
+        );
+        let after = a.stats();
+        assert_eq!(after.os.purges, before.os.purges);
+        assert_eq!(after.heap.failed_requests, before.heap.failed_requests + 1);
+        assert_eq!(a.usable_size(NonNull::new(p).unwrap()), Ok(416 << 10));
+        a.dealloc(p, old);
+        for (q, size) in fillers {
+            a.dealloc(q, l(size, 8));
+        }
+    }
+    assert_eq!(a.stats().live_allocations(), 0);
+}
+
+/// A direct mapping (larger than a chunk) shrunk in place gives the whole pages past its new
+/// size back to the OS by the purge policy, as a block in a chunk does, and keeps the rest.
+#[test]
+fn shrinking_a_direct_mapping_purges_its_tail() {
+    let a = BuddyAlloc::with_config(small().purge(Purge::AtLeast(256 << 10)));
+    let big = l(4 * MIB, 8);
+    // SAFETY: valid layouts; the block is live with the size it is used with.
+    unsafe {
+        let p = a.alloc(big);
+        assert!(!p.is_null());
+        fill(p, big.size(), 9);
+        let before = a.stats();
+        let q = a.realloc(p, big, 3 * MIB / 2);
+        assert_eq!(q, p, "a direct mapping shrinks where it is");
+        assert!((0..3 * MIB / 2).all(|i| *q.add(i) == pattern(9, i)));
+        let after = a.stats();
+        assert_eq!(after.os.purges, before.os.purges + 1);
+        assert_eq!(
+            after.os.purged_bytes - before.os.purged_bytes,
+            4 * MIB - 3 * MIB / 2
+        );
+        a.dealloc(q, l(3 * MIB / 2, 8));
+    }
+}
+
+/// `free` and `usable_size` of a pointer that is not ours, on an allocator that has mapped
+/// nothing yet: refused as foreign (Miri found them computing an address from a null
+/// directory on this path).
+#[test]
+fn a_foreign_pointer_is_refused_before_the_first_allocation() {
+    let a = BuddyAlloc::with_config(small());
+    let mut x = 0u64;
+    let foreign = NonNull::from(&mut x).cast::<u8>();
+    assert_eq!(a.usable_size(foreign), Err(FreeError::Foreign));
+    // SAFETY: `free` checks its pointer; a foreign one is refused and nothing changes.
+    assert_eq!(unsafe { a.free(foreign) }, Err(FreeError::Foreign));
+    assert_eq!(a.stats().os.chunks, 0, "nothing mapped");
+    assert_eq!(x, 0);
+}
+
 /// At the limit, a block whose only room to grow is a buddy freed a moment ago (waiting in
 /// the heap's deferred cache) grows into it: the realloc is not refused.
 #[test]
