@@ -232,6 +232,26 @@ impl Cache {
         self.entries(r).any(|e| e == (a, t))
     }
 
+    /// Takes block `a` of region `t` out of the stack of order index `r`, if it is there (the
+    /// top entry takes its place). `O(CACHE_SLOTS)`.
+    pub(crate) fn remove(&mut self, r: usize, a: usize, t: usize) -> bool {
+        let Some(k) = self.order(r) else {
+            return false;
+        };
+        let first = Self::base(r) + 1;
+        let top = first + self.len(r);
+        let Some(i) = (first..top).find(|&i| self.slots.get(i) == Some(&(a | t))) else {
+            return false;
+        };
+        // `i` lies in the stack, so the stack is not empty and `top - 1` is its top entry.
+        self.slots[i] = self.slots[top - 1];
+        self.slots[top - 1] = UNUSED;
+        if let Some(tp) = self.top.get_mut(k as usize) {
+            *tp -= 1;
+        }
+        true
+    }
+
     /// The cached blocks of order index `r`, `(address, region)`, oldest first.
     pub(crate) fn entries(&self, r: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
         // `base(r)` only for an index with a stack (any `r` may come here, and its product

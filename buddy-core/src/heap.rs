@@ -1125,12 +1125,18 @@ impl Heap {
     }
 
     /// Resizes the allocation at `ptr` to `new_size` bytes (alignment `old.align()`) without
-    /// moving it: shrinking always succeeds; growing succeeds when the blocks after the
-    /// allocation are free. For callers that move the data themselves (outside a lock, say).
+    /// moving it: growing succeeds when the blocks after the allocation are free; shrinking
+    /// succeeds unless the smaller size needs a larger block (a small request with a large
+    /// alignment takes a whole block of that alignment, where a larger request above the
+    /// exact-fit threshold takes a shorter run: `(5000, 8192)` holds 5120 bytes, `(4000,
+    /// 8192)` needs 8192), which is growing. For callers that move the data themselves
+    /// (outside a lock, say).
     ///
     /// On success the allocation is `new_size` bytes long and must be freed with the layout
-    /// `(new_size, old.align())`. Nothing is counted as a failed request. Blocks waiting in the
-    /// deferred-coalescing cache count as taken here; [`flush`](Heap::flush) merges them.
+    /// `(new_size, old.align())`. Nothing is counted as a failed request. A single block grows
+    /// into buddies freed a moment ago (waiting whole in the deferred cache: they are taken
+    /// out of it); other cached blocks count as taken here, and [`flush`](Heap::flush) merges
+    /// them.
     ///
     /// ```
     /// use buddy_core::Heap;
@@ -1176,16 +1182,20 @@ impl Heap {
         if s_new == s_old {
             return Ok(());
         }
-        let tree = &mut self.trees[t];
         if single_block(p, s_old) && single_block(p, s_new) {
             // One block to another: split off, or absorb, the buddies on the right. No merge
             // up and split down again, and nothing touched if it cannot be done.
-            if !tree.resize_block(p, s_old.trailing_zeros(), s_new.trailing_zeros()) {
+            let (k, k2) = (s_old.trailing_zeros(), s_new.trailing_zeros());
+            let resized = self.trees[t].resize_block(p, k, k2)
+                || (self.uncache_right_buddies(t, p, k, k2)
+                    && self.trees[t].resize_block(p, k, k2));
+            if !resized {
                 return Err(AllocError::OutOfMemory { size: new_size });
             }
             self.counters.resize(s_old, s_new);
             return Ok(());
         }
+        let tree = &mut self.trees[t];
         // Give the run back (no cache), then take the new run at the same address.
         // `tree.end - p`, not `p + s_new`: a region may end at the top of the address space.
         if s_new > s_old && (s_new > tree.end - p || !tree.range_free(p + s_old, s_new - s_old)) {
@@ -1202,6 +1212,46 @@ impl Heap {
         let restored = tree.claim(p, s_old);
         debug_assert!(restored);
         Err(AllocError::OutOfMemory { size: new_size })
+    }
+
+    /// Growing block `(p, k)` of region `t` in place to order `k2` takes the buddy on its
+    /// right at every order in `k..k2`: those that wait whole in the deferred cache (blocks
+    /// freed a moment ago: free to the caller, taken in the bitmaps) go to the bitmaps, when
+    /// that leaves every one of them free. Returns whether it did; else nothing changed.
+    ///
+    /// So `realloc` grows in place into a neighbour just freed, as the design promises, where
+    /// the bitmaps alone would refuse. `O((k2 - k) × CACHE_SLOTS)`: a scan of one order's
+    /// stack per buddy, on a path that was about to refuse.
+    fn uncache_right_buddies(&mut self, t: usize, p: usize, k: u32, k2: u32) -> bool {
+        let tree = &self.trees[t];
+        if k2 <= k || k2 > tree.top || p & ((1 << k2) - 1) != 0 {
+            return false;
+        }
+        let cached = |j: u32| (j - self.min) as usize;
+        let mut any = false;
+        for j in k..k2 {
+            let q = p + (1 << j);
+            if tree.is_free(q, j) {
+                continue;
+            }
+            // A cached block is an allocated leaf (its parent here holds `p`, so is split):
+            // the cache is scanned only for those.
+            if !tree.is_taken_leaf(q, j) || !self.cache.contains(cached(j), q, t) {
+                return false;
+            }
+            any = true;
+        }
+        if !any {
+            return false;
+        }
+        for j in k..k2 {
+            let q = p + (1 << j);
+            if self.cache.remove(cached(j), q, t) {
+                // Its buddy holds `p`, which is live: it stays a free block of order `j`.
+                self.trees[t].merge(q, j);
+            }
+        }
+        true
     }
 
     /// Resizes the allocation at `ptr` to `new_size` bytes (alignment `old.align()`), in place

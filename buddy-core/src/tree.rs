@@ -228,6 +228,14 @@ impl Tree {
         }
     }
 
+    /// Block `a` of order `k` (covered by the bitmaps) is neither free, split, nor a piece
+    /// that a run continues from: given that its parent is split, an allocated leaf, which is
+    /// what a cached block is. Two bits, in the same words as [`is_free`](Tree::is_free)'s.
+    #[inline]
+    pub(crate) fn is_taken_leaf(&self, a: usize, k: u32) -> bool {
+        self.index(a, k).is_some() && !self.f(a, k) && !self.s(a, k)
+    }
+
     /// Block `a` of order `k` is free (and covered by the bitmaps).
     #[inline]
     pub(crate) fn is_free(&self, a: usize, k: u32) -> bool {

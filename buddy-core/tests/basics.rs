@@ -337,15 +337,77 @@ fn realloc_in_place_never_moves_and_a_refusal_changes_nothing() {
     assert_eq!(h.usable_size(p), Ok(64));
     // SAFETY: live allocation of h.
     unsafe { h.dealloc(blocker, l(64, 8)) };
-    // A freshly freed block waits in the deferred cache; growth in place needs it merged.
-    h.flush();
+    // The freed block waits in the deferred cache, free to the caller: growth takes it.
+    assert_eq!(h.stats().cached_blocks, 1);
     // SAFETY: as above; now the neighbours are free.
     unsafe { h.realloc_in_place(p, l(64, 256), 256) }.unwrap();
     assert_eq!(h.usable_size(p), Ok(256));
-    // SAFETY: as above, with the new layout; shrinking always succeeds.
+    assert_eq!(h.stats().cached_blocks, 0);
+    // SAFETY: as above, with the new layout; shrinking to a smaller block succeeds.
     unsafe { h.realloc_in_place(p, l(256, 256), 32) }.unwrap();
     assert_eq!(h.usable_size(p), Ok(32));
     assert_eq!(h.stats().failed_requests, 0);
+    h.check().unwrap();
+}
+
+/// The design's promise, "realloc grows in place when the buddy is free", holds for a buddy
+/// freed a moment ago, which waits in the deferred cache: `realloc_in_place` takes it out,
+/// and so does every `realloc` that tries in place (buddy-std's, the C face's).
+#[test]
+fn realloc_in_place_grows_into_buddies_freed_a_moment_ago() {
+    let (mut h, base) = aligned_heap(1 << 16, Config::new());
+    let a = h.alloc(l(1024, 8)).unwrap();
+    let b = h.alloc(l(1024, 8)).unwrap();
+    let c = h.alloc(l(2048, 8)).unwrap();
+    let at = |p: NonNull<u8>| p.as_ptr() as usize - base;
+    assert_eq!((at(a), at(b), at(c)), (0, 1024, 2048));
+    // SAFETY: live allocations with these layouts.
+    unsafe {
+        h.dealloc(b, l(1024, 8));
+        h.dealloc(c, l(2048, 8));
+    }
+    assert_eq!(h.stats().cached_blocks, 2);
+    let failed = h.stats().failed_requests;
+    // Two orders up: both buddies, of 1 KiB and 2 KiB, were cached.
+    // SAFETY: live with this layout.
+    unsafe { h.realloc_in_place(a, l(1024, 8), 4096) }.unwrap();
+    assert_eq!(h.usable_size(a), Ok(4096));
+    let s = h.stats();
+    assert_eq!((s.cached_blocks, s.failed_requests), (0, failed));
+    h.check().unwrap();
+    // A buddy that is live stops it, and a refusal leaves the cache as it was.
+    let d = h.alloc(l(4096, 8)).unwrap();
+    let e = h.alloc(l(8192, 8)).unwrap();
+    assert_eq!((at(d), at(e)), (4096, 8192));
+    // SAFETY: live with this layout.
+    unsafe { h.dealloc(d, l(4096, 8)) };
+    let before = h.stats();
+    // SAFETY: live with the layout it grew to.
+    let r = unsafe { h.realloc_in_place(a, l(4096, 8), 16384) };
+    assert_eq!(r, Err(AllocError::OutOfMemory { size: 16384 }));
+    assert_eq!(h.stats(), before, "a refused resize changed the heap");
+    h.check().unwrap();
+}
+
+/// A smaller size can need a larger block: with a large alignment, a request at or below the
+/// exact-fit threshold takes a whole block of that alignment, where a larger one above it takes
+/// a shorter run. Shrinking to it is growing: refused on a full heap, the block kept.
+#[test]
+fn a_smaller_size_that_needs_a_larger_block_is_refused_on_a_full_heap() {
+    let mut h = heap(1 << 16, 0, Config::new());
+    let old = l(5000, 8192);
+    let p = h.alloc(old).unwrap();
+    assert_eq!(h.usable_size(p), Ok(5120));
+    while h.alloc(l(16, 16)).is_ok() {}
+    let before = h.stats();
+    // SAFETY: live with `old`.
+    let r = unsafe { h.realloc_in_place(p, old, 4000) };
+    assert_eq!(r, Err(AllocError::OutOfMemory { size: 4000 }));
+    // SAFETY: as above.
+    let r = unsafe { h.realloc(p, old, 4000) };
+    assert_eq!(r, Err(AllocError::OutOfMemory { size: 4000 }));
+    assert_eq!(h.usable_size(p), Ok(5120));
+    assert_eq!(h.stats().free_blocks, before.free_blocks);
     h.check().unwrap();
 }
 

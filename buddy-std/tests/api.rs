@@ -227,6 +227,40 @@ fn a_foreign_pointer_is_refused_before_the_first_allocation() {
     assert_eq!(x, 0);
 }
 
+/// "realloc grows in place when the buddy is free" (the design), also when the buddy was
+/// freed a moment ago and waits in its heap's deferred cache.
+#[test]
+fn realloc_grows_in_place_into_a_buddy_just_freed() {
+    let a = BuddyAlloc::with_config(small());
+    let kib = l(1024, 8);
+    // SAFETY: valid layouts; blocks used only while live.
+    unsafe {
+        // A pair of buddies: a 2 KiB-aligned block and the one right after it.
+        let mut pairs = Vec::new();
+        let (left, right) = loop {
+            let p = a.alloc(kib);
+            let q = a.alloc(kib);
+            assert!(!p.is_null() && !q.is_null());
+            if p as usize % 2048 == 0 && q as usize == p as usize + 1024 {
+                break (p, q);
+            }
+            pairs.push((p, q));
+        };
+        fill(left, 1024, 5);
+        a.dealloc(right, kib);
+        let r = a.realloc(left, kib, 2048);
+        assert_eq!(r, left, "the buddy is free: grown in place");
+        assert!((0..1024).all(|i| *r.add(i) == pattern(5, i)));
+        assert_eq!(a.usable_size(NonNull::new(r).unwrap()), Ok(2048));
+        a.dealloc(r, l(2048, 8));
+        for (p, q) in pairs {
+            a.dealloc(p, kib);
+            a.dealloc(q, kib);
+        }
+    }
+    assert_eq!(a.stats().live_allocations(), 0);
+}
+
 /// At the limit, a block whose only room to grow is a buddy freed a moment ago (waiting in
 /// the heap's deferred cache) grows into it: the realloc is not refused.
 #[test]
