@@ -86,7 +86,8 @@ pub enum RegionError {
     Wraps,
     /// After alignment (and metadata, if carved from the region) not even one minimum block is left.
     TooSmall {
-        /// Bytes the region would need at least.
+        /// A length that is enough at this start address (with the metadata, when it is
+        /// carved from the region); not always the fewest.
         needed: usize,
     },
     /// The region overlaps one already in the heap.

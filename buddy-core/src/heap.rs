@@ -224,6 +224,26 @@ pub const fn metadata_words(len: usize, min_block: usize) -> usize {
     total
 }
 
+/// A region length that is enough at its start address, with the metadata carved from its
+/// front after `pad` bytes of alignment: the metadata of that length (`metadata_words`), then
+/// one minimum block of `2^min` bytes whatever the alignment of both ends (`3 * 2^min - 2`
+/// bytes hold one). The metadata grows with the length, so the length is found by iterating
+/// from below (a few rounds: the metadata is a few percent of the length).
+fn carved_len_enough(pad: usize, min: u32) -> usize {
+    let block = 1usize << min;
+    let mut len = 0usize;
+    loop {
+        let next = metadata_words(len, block)
+            .saturating_mul(8)
+            .saturating_add(pad)
+            .saturating_add(3 * block - 2);
+        if next <= len {
+            return len;
+        }
+        len = next;
+    }
+}
+
 /// Free blocks of a run's largest order that [`Heap::place_run`] tries before it splits a
 /// larger block. Measured with `Config::compact()` (`cargo xtask bench --workloads
 /// latency,random-actions --only buddy:compact,talc` and the efficiency workload's generator,
@@ -503,7 +523,7 @@ impl Heap {
         let bound = metadata_words(len, self.config.block());
         let meta_start = align_up(s, 3).ok_or(RegionError::Wraps)?;
         let too_small = RegionError::TooSmall {
-            needed: (meta_start - s) + metadata_words(2 << min, 1 << min) * 8 + (2 << min),
+            needed: carved_len_enough(meta_start - s, min),
         };
         let meta_end = bound
             .checked_mul(8)

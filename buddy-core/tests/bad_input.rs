@@ -236,6 +236,40 @@ fn null_wrapping_and_tiny_regions_are_refused() {
     assert_eq!(h.regions(), 0);
 }
 
+/// `TooSmall { needed }` is a length that works: at the same start, a region of `needed`
+/// bytes is accepted (it used to be computed for a region of two blocks, whose metadata is
+/// smaller than a longer region's: with 8-byte blocks, 40 bytes were "needed" and refused).
+#[test]
+fn too_small_says_a_length_that_is_enough() {
+    let (base, _) = common::region(1 << 12, 0);
+    let mut checked = 0;
+    for min_block in [8usize, 16, 64, 4096] {
+        for offset in [0usize, 1, 3, 8, 13, 24] {
+            let p = base.wrapping_add(offset);
+            for len in (1..min_block * 8).step_by(if cfg!(miri) { 97 } else { 1 }) {
+                let config = Config::new().min_block(min_block);
+                let mut h = Heap::with_config(config);
+                // SAFETY: inside a fresh leaked region only this test uses; a refusal touches
+                // nothing, and an accepted region's heap is dropped unused.
+                let Err(RegionError::TooSmall { needed }) = (unsafe { h.add_region(p, len) })
+                else {
+                    continue;
+                };
+                assert!(needed > len, "{min_block} {offset} {len}: needed {needed}");
+                let mut h = Heap::with_config(config);
+                if offset + needed > 1 << 12 {
+                    continue;
+                }
+                // SAFETY: as above.
+                let r = unsafe { h.add_region(p, needed) };
+                assert_eq!(r, Ok(()), "{min_block} {offset} {len}: needed {needed}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > if cfg!(miri) { 3 } else { 100 }, "{checked}");
+}
+
 #[test]
 fn misaligned_regions_work_and_lose_only_the_slack() {
     let mut h = Heap::new();
