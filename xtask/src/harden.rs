@@ -29,6 +29,10 @@ pub fn passes() -> Vec<Pass> {
             run: miri_mmap,
         },
         Pass {
+            name: "miri: buddy-std, selected tests (a fresh allocator, growth in place, the limit)",
+            run: miri_std,
+        },
+        Pass {
             name: "fuzz: buddy-core op sequences vs shadow model, 60 s (cargo fuzz)",
             run: || crate::fuzz::fuzz(60),
         },
@@ -125,6 +129,28 @@ fn miri_mmap() -> Outcome {
     // Under Miri `SystemOs` takes memory from the system allocator and `purge` writes zeros
     // (see buddy-mmap's `os.rs`); the /proc tests are left out (`cfg(not(miri))`).
     let mut c = nightly(&["miri", "test", "-p", "buddy-mmap"]);
+    c.env("MIRIFLAGS", "-Zmiri-strict-provenance");
+    timed(start, status(&mut c))
+}
+
+/// The buddy-std tests Miri runs: whole-chunk tests write megabytes byte by byte, minutes
+/// each under Miri, so only these. The first found `free` of a foreign pointer computing an
+/// address from a null directory on a fresh allocator.
+const MIRI_STD_TESTS: &[&str] = &[
+    "a_foreign_pointer_is_refused_before_the_first_allocation",
+    "realloc_grows_in_place_into_a_buddy_just_freed",
+    "at_the_limit_realloc_grows_into_a_buddy_waiting_in_the_cache",
+];
+
+fn miri_std() -> Outcome {
+    if !works(nightly(&["miri", "--version"])) {
+        return Outcome::Skipped(
+            "no nightly Miri (`rustup component add --toolchain nightly miri rust-src`; .ci/run does)".into(),
+        );
+    }
+    let start = Instant::now();
+    let mut c = nightly(&["miri", "test", "-p", "buddy-std", "--test", "api", "--"]);
+    c.args(MIRI_STD_TESTS).arg("--exact");
     c.env("MIRIFLAGS", "-Zmiri-strict-provenance");
     timed(start, status(&mut c))
 }
