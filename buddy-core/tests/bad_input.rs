@@ -243,10 +243,16 @@ fn null_wrapping_and_tiny_regions_are_refused() {
 fn too_small_says_a_length_that_is_enough() {
     let (base, _) = common::region(1 << 12, 0);
     let mut checked = 0;
-    for min_block in [8usize, 16, 64, 4096] {
-        for offset in [0usize, 1, 3, 8, 13, 24] {
+    // Under Miri (two 35 KiB heaps built per length) only the case that was wrong.
+    let (blocks, offsets): (&[usize], &[usize]) = if cfg!(miri) {
+        (&[8], &[0])
+    } else {
+        (&[8, 16, 64, 4096], &[0, 1, 3, 8, 13, 24])
+    };
+    for &min_block in blocks {
+        for &offset in offsets {
             let p = base.wrapping_add(offset);
-            for len in (1..min_block * 8).step_by(if cfg!(miri) { 97 } else { 1 }) {
+            for len in 1..min_block * 8 {
                 let config = Config::new().min_block(min_block);
                 let mut h = Heap::with_config(config);
                 // SAFETY: inside a fresh leaked region only this test uses; a refusal touches
@@ -267,7 +273,7 @@ fn too_small_says_a_length_that_is_enough() {
             }
         }
     }
-    assert!(checked > if cfg!(miri) { 3 } else { 100 }, "{checked}");
+    assert!(checked > if cfg!(miri) { 10 } else { 100 }, "{checked}");
 }
 
 #[test]
