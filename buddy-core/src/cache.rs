@@ -239,13 +239,21 @@ impl Cache {
             return false;
         };
         let first = Self::base(r) + 1;
-        let top = first + self.len(r);
-        let Some(i) = (first..top).find(|&i| self.slots.get(i) == Some(&(a | t))) else {
+        let len = self.len(r);
+        let Some(stack) = self.slots.get_mut(first..first + len) else {
             return false;
         };
-        // `i` lies in the stack, so the stack is not empty and `top - 1` is its top entry.
-        self.slots[i] = self.slots[top - 1];
-        self.slots[top - 1] = UNUSED;
+        let Some(i) = stack.iter().position(|&e| e == a | t) else {
+            return false;
+        };
+        // The top entry takes the found one's slot (unless it is the found one), and its own
+        // slot is emptied. The stack is not empty: entry `i` is in it.
+        if let Some((last, below)) = stack.split_last_mut() {
+            if let Some(e) = below.get_mut(i) {
+                *e = *last;
+            }
+            *last = UNUSED;
+        }
         if let Some(tp) = self.top.get_mut(k as usize) {
             *tp -= 1;
         }
