@@ -86,17 +86,61 @@ fn status(c: &mut Command) -> Outcome {
     }
 }
 
+/// Miri runs a program on one core, so buddy-core's test targets run as separate `cargo miri
+/// test` processes, [`MIRI_JOBS`] at a time, after one build: the longest two (`model`,
+/// `basics`) start first and take about the same time. Every `tests/*.rs` file is run, found
+/// on disk, so a new one cannot be missed.
 fn miri_core() -> Outcome {
     if !works(nightly(&["miri", "--version"])) {
         return Outcome::Skipped(
             "no nightly Miri (`rustup component add --toolchain nightly miri rust-src`; .ci/run does)".into(),
         );
     }
+    let start = Instant::now();
     // Tests leak their regions on purpose ('static memory, as firmware has it).
-    let mut c = nightly(&["miri", "test", "-p", "buddy-core"]);
-    c.env("MIRIFLAGS", "-Zmiri-strict-provenance -Zmiri-ignore-leaks");
-    status(&mut c)
+    let flags = "-Zmiri-strict-provenance -Zmiri-ignore-leaks";
+    let miri = |args: &[&str]| {
+        let mut c = nightly(&["miri", "test", "-p", "buddy-core"]);
+        c.args(args).env("MIRIFLAGS", flags);
+        c
+    };
+    if let Outcome::Failed(e) = status(&mut miri(&["--no-run"])) {
+        return timed(start, Outcome::Failed(e));
+    }
+    let mut tests: Vec<String> = match std::fs::read_dir(project_root().join("buddy-core/tests")) {
+        Ok(dir) => dir
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.strip_suffix(".rs").map(str::to_string)
+            })
+            .collect(),
+        Err(e) => return timed(start, Outcome::Failed(format!("buddy-core/tests: {e}"))),
+    };
+    // Longest first, so that the two that take most of the time run side by side.
+    tests.sort_by_key(|t| (t != "model", t != "basics", t.clone()));
+    let mut jobs: Vec<(String, Command)> = tests
+        .iter()
+        .map(|t| (format!("tests/{t}.rs"), miri(&["--test", t])))
+        .collect();
+    jobs.push(("unit tests".into(), miri(&["--lib"])));
+    jobs.push(("doctests".into(), miri(&["--doc"])));
+    for (name, c) in &jobs {
+        eprintln!("  {name}: $ {}", describe(c));
+    }
+    let failed = run_jobs(jobs, MIRI_JOBS, "passed");
+    timed(
+        start,
+        if failed.is_empty() {
+            Outcome::Passed
+        } else {
+            Outcome::Failed(format!("under Miri: {}", failed.join(", ")))
+        },
+    )
 }
+
+/// `cargo miri test` processes run at once by [`miri_core`] (one per core on CI's 2 cores).
+const MIRI_JOBS: usize = 2;
 
 fn outcome(r: Result<(), String>) -> Outcome {
     match r {
@@ -520,13 +564,31 @@ fn valgrind_tests() -> Outcome {
         }
         jobs.push((stem, c));
     }
-    let jobs = std::sync::Mutex::new(jobs);
+    // buddy-std's binaries come last in `test_executables` and take longest (`scribble`):
+    // start from the end.
+    jobs.reverse();
+    let failed = run_jobs(jobs, VALGRIND_JOBS, "clean");
+    timed(
+        start,
+        if failed.is_empty() {
+            Outcome::Passed
+        } else {
+            Outcome::Failed(format!("under valgrind: {}", failed.join(", ")))
+        },
+    )
+}
+
+/// Runs `jobs` (name, command), `n` at a time, each with its output captured, and prints one
+/// line per job as it ends: `name: <ok> (time)` and its `test result` lines, or on failure the
+/// command and its whole output. Jobs start in the order given. Returns the failures.
+fn run_jobs(jobs: Vec<(String, Command)>, n: usize, ok: &str) -> Vec<String> {
+    let jobs = std::sync::Mutex::new(std::collections::VecDeque::from(jobs));
     let failed = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|s| {
-        for _ in 0..VALGRIND_JOBS {
+        for _ in 0..n {
             s.spawn(|| {
                 loop {
-                    let Some((name, mut c)) = jobs.lock().map(|mut j| j.pop()).ok().flatten()
+                    let Some((name, mut c)) = jobs.lock().map(|mut j| j.pop_front()).ok().flatten()
                     else {
                         break;
                     };
@@ -536,7 +598,15 @@ fn valgrind_tests() -> Outcome {
                     let elapsed = t.elapsed();
                     match result {
                         Ok(out) if out.status.success() => {
-                            eprintln!("  {name}: clean ({elapsed:.0?})");
+                            let stdout = String::from_utf8_lossy(&out.stdout);
+                            let results: Vec<&str> = stdout
+                                .lines()
+                                .filter(|l| l.starts_with("test result:"))
+                                .collect();
+                            eprintln!("  {name}: {ok} ({elapsed:.0?})");
+                            for r in results {
+                                eprintln!("    {r}");
+                            }
                         }
                         Ok(out) => {
                             eprintln!("$ {line}");
@@ -557,15 +627,7 @@ fn valgrind_tests() -> Outcome {
             });
         }
     });
-    let failed = failed.into_inner().unwrap_or_default();
-    timed(
-        start,
-        if failed.is_empty() {
-            Outcome::Passed
-        } else {
-            Outcome::Failed(format!("under valgrind: {}", failed.join(", ")))
-        },
-    )
+    failed.into_inner().unwrap_or_default()
 }
 
 /// Builds the unit and integration tests of buddy-core, buddy-mmap and buddy-std (as the
