@@ -149,10 +149,6 @@ struct Geometry {
     meta_words: usize,
     /// Bytes from one header to the next.
     stride: usize,
-    /// Offset of the direct-mapping table (`max_chunks` slots).
-    table: usize,
-    /// Bytes of the whole directory (before rounding up to pages).
-    dir_bytes: usize,
 }
 
 const fn round_up(x: usize, to: usize) -> usize {
@@ -167,16 +163,24 @@ impl Geometry {
         let header = round_up(size_of::<Chunk>(), 64);
         let meta_words = metadata_words(chunk, config.min_block_bytes());
         let stride = round_up(header + meta_words * 8, 64);
-        let table = max_chunks * stride;
         Geometry {
             chunk_shift: chunk.trailing_zeros(),
             max_chunks,
             header,
             meta_words,
             stride,
-            table,
-            dir_bytes: table + max_chunks * size_of::<Direct>(),
         }
+    }
+
+    /// Offset of the direct-mapping table in a directory for `capacity` chunks: right after
+    /// their headers. The table always has `max_chunks` slots.
+    const fn table(&self, capacity: usize) -> usize {
+        capacity * self.stride
+    }
+
+    /// Bytes of a directory for `capacity` chunks (before rounding up to pages).
+    const fn dir_bytes(&self, capacity: usize) -> usize {
+        self.table(capacity) + self.max_chunks * size_of::<Direct>()
     }
 }
 
@@ -400,29 +404,39 @@ impl<O: Os> BuddyAlloc<O> {
         })
     }
 
-    fn dir_len(&self) -> usize {
-        round_up(self.geo.dir_bytes, page_size())
+    /// Bytes mapped for the directory of an arena of `capacity` chunks.
+    fn dir_len(&self, capacity: usize) -> usize {
+        round_up(self.geo.dir_bytes(capacity), page_size())
     }
 
-    /// Reserves the directory and the largest arena the OS grants, up to the limit.
+    /// Reserves the largest arena the OS grants, up to the limit, and a directory sized for
+    /// it: both are tried for `max_chunks` chunks, then half as many, down to one. The
+    /// directory holds a header and the metadata of each chunk (1.6 MiB per 64 MiB chunk at
+    /// 16-byte blocks), so under `ulimit -v` it must shrink with the arena: one sized for the
+    /// limit's 1024 chunks alone would take 1.6 GiB of address space.
     fn reserve(&self) -> Result<(), Errno> {
         let page = page_size();
         let chunk = self.config.chunk_bytes();
         if chunk < page {
             return Err(Errno::INVAL);
         }
-        let dir_len = self.dir_len();
-        let dir = self.map(dir_len, page)?;
         let mut n = self.geo.max_chunks;
-        let arena = loop {
-            match self.map(n << self.geo.chunk_shift, chunk) {
-                Ok(p) => break p,
-                Err(e) if n == 1 => {
-                    // SAFETY: `dir` is the mapping just made with these arguments; nothing
-                    // has seen it.
-                    let _ = unsafe { self.os.unmap(dir, dir_len, page) };
-                    return Err(e);
+        let (arena, dir) = loop {
+            let arena_len = n << self.geo.chunk_shift;
+            let tried = self.map(arena_len, chunk).and_then(|arena| {
+                match self.map(self.dir_len(n), page) {
+                    Ok(dir) => Ok((arena, dir)),
+                    Err(e) => {
+                        // SAFETY: `arena` is the mapping just made with these arguments;
+                        // nothing has seen it.
+                        let _ = unsafe { self.os.unmap(arena, arena_len, chunk) };
+                        Err(e)
+                    }
                 }
+            });
+            match tried {
+                Ok(both) => break both,
+                Err(e) if n == 1 => return Err(e),
                 Err(_) => n /= 2,
             }
         };
@@ -442,8 +456,8 @@ impl<O: Os> BuddyAlloc<O> {
             return None;
         }
         let dir = self.dir.load(Relaxed);
-        // SAFETY: `i < active`, so header `i` lies in the directory (`active <= capacity <=
-        // max_chunks`, and the directory holds `max_chunks` strides) and was fully written by
+        // SAFETY: `i < active`, so header `i` lies in the directory (`active <= capacity`,
+        // and the directory holds `capacity` strides) and was fully written by
         // `grow` before it stored `active` with `Release`, which our `Acquire` load saw (and
         // `dir` was stored before `state` became `READY`, which `grow` had seen). It is
         // dropped only by `drop`, which has `&mut self`; until then it is only shared.
@@ -489,8 +503,8 @@ impl<O: Os> BuddyAlloc<O> {
             return Grown::Full;
         }
         let (dir, arena) = (self.dir.load(Relaxed), self.arena.load(Relaxed));
-        // SAFETY: `n < capacity <= max_chunks`: stride `n` lies inside the directory, and
-        // chunk `n` inside the arena.
+        // SAFETY: `n < capacity`: stride `n` lies inside the directory (it holds `capacity`
+        // strides), and chunk `n` inside the arena.
         let (header, meta_ptr, start) = unsafe {
             let header = dir.add(n * self.geo.stride);
             (
@@ -633,10 +647,14 @@ impl<O: Os> BuddyAlloc<O> {
     /// the table: the address is then computed without `add`, whose in-bounds promise would
     /// not hold (Miri caught `free` and `usable_size` of a foreign pointer on a fresh
     /// allocator doing so), and is read only where the directory is known to be mapped.
+    ///
+    /// The table follows the `capacity` headers, so it is computed from `capacity`, which
+    /// `reserve` stored before `state` became `READY`: callers have seen `READY` (through
+    /// [`ready`](Self::ready), or the `direct` lock of a thread that had) before they call this.
     fn table(&self) -> *mut Direct {
         self.dir
             .load(Relaxed)
-            .wrapping_add(self.geo.table)
+            .wrapping_add(self.geo.table(self.capacity.load(Relaxed)))
             .cast::<Direct>()
     }
 
@@ -686,11 +704,13 @@ impl<O: Os> BuddyAlloc<O> {
 
     /// Removes the direct mapping at `ptr` from the table (if `take`) and returns its slot.
     fn find_direct(&self, ptr: NonNull<u8>, take: bool) -> Option<Direct> {
-        let table = self.table();
         let _table_lock = self.direct.lock();
         if self.direct_live.load(Relaxed) == 0 {
             return None;
         }
+        // A direct mapping is live: the `alloc_direct` that made it saw `READY` before it
+        // released the lock we hold, so `capacity` is final here.
+        let table = self.table();
         for k in 0..self.geo.max_chunks {
             // SAFETY: slot `k` lies in the table, which we hold the lock of.
             let d = unsafe { table.add(k).read() };
@@ -1004,7 +1024,7 @@ impl<O: Os> BuddyAlloc<O> {
                 chunks: active,
                 chunk_capacity: capacity,
                 reserved_bytes: if ready {
-                    (capacity << self.geo.chunk_shift) + self.dir_len() + direct_bytes
+                    (capacity << self.geo.chunk_shift) + self.dir_len(capacity) + direct_bytes
                 } else {
                     0
                 },
@@ -1289,7 +1309,9 @@ impl<O: Os> Drop for BuddyAlloc<O> {
             // arguments; no block, header or metadata slice is used any more.
             unsafe {
                 let _ = self.os.unmap(arena, arena_len, chunk);
-                let _ = self.os.unmap(dir, self.dir_len(), page);
+                let _ = self
+                    .os
+                    .unmap(dir, self.dir_len(self.capacity.load(Relaxed)), page);
             }
         }
     }

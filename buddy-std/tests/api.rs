@@ -506,8 +506,8 @@ fn the_os_refusing_the_reservation_gives_null_until_it_relents() {
 
 #[test]
 fn a_smaller_range_is_reserved_when_the_os_refuses_the_whole_limit() {
-    // 64 chunks of 1 MiB asked for; the OS grants at most 24 MiB: with the directory (a
-    // header and bitmaps per chunk of the limit, some 4 MiB), 16 chunks it is.
+    // 64 chunks of 1 MiB asked for; the OS grants at most 24 MiB: with their directory (a
+    // header and bitmaps per chunk, some 25 KiB each), 16 chunks it is.
     let os = FaultyOs::new().byte_budget(24 * MIB);
     let a = BuddyAlloc::with_os(small().memory_limit(64 * MIB), &os);
     assert_usable(&a);
@@ -518,6 +518,48 @@ fn a_smaller_range_is_reserved_when_the_os_refuses_the_whole_limit() {
         n += 1;
     }
     assert_eq!(n, 16);
+}
+
+#[test]
+fn under_an_address_space_limit_the_directory_shrinks_with_the_arena() {
+    // The default: up to 1024 chunks of 64 MiB. A directory for all 1024 (a header and 1.6
+    // MiB of bitmaps each) would alone take more than this limit (`ulimit -v` 512 MiB): it
+    // is sized for the chunks that fit, 4 of them with their directory.
+    let os = FaultyOs::new().byte_budget(512 * MIB);
+    let a = BuddyAlloc::with_os(Config::new(), &os);
+    assert_usable(&a);
+    let s = a.stats().os;
+    assert_eq!(s.chunk_capacity, 4);
+    assert_eq!(s.reserved_bytes, os.mapped_bytes());
+    assert!(s.reserved_bytes <= 512 * MIB && s.reserved_bytes > 256 * MIB);
+    // Every chunk of the smaller arena is usable: its headers fit in the smaller directory.
+    let mut blocks = Vec::new();
+    // SAFETY: valid layout; each block is written inside its size and freed below.
+    unsafe {
+        loop {
+            let p = a.alloc(l(32 * MIB, 16));
+            if p.is_null() {
+                break;
+            }
+            p.write(7);
+            blocks.push(p);
+        }
+        assert_eq!(
+            blocks.len(),
+            8,
+            "4 chunks of 64 MiB hold 8 blocks of 32 MiB"
+        );
+        for p in blocks {
+            a.dealloc(p, l(32 * MIB, 16));
+        }
+    }
+    a.check().unwrap();
+    drop(a);
+    assert_eq!(
+        os.mapped_bytes(),
+        0,
+        "the directory is unmapped with the length it was mapped with"
+    );
 }
 
 #[test]

@@ -32,10 +32,11 @@ fn racing_first_allocations_reserve_once_and_get_distinct_blocks() {
 #[test]
 fn a_refused_reservation_is_retried_by_the_thread_that_waited() {
     loom::model(|| {
-        // The OS refuses the first map (the directory of whoever reserves first).
+        // The OS refuses the first two maps: the arena of whoever reserves first, at 2 chunks
+        // and at 1.
         let a = Arc::new(buddy_std::BuddyAlloc::with_os(
             tiny(1, 2),
-            BufferOs::refusing(1),
+            BufferOs::refusing(2),
         ));
         let racers: Vec<_> = (0..2)
             .map(|_| {
