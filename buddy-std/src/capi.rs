@@ -89,15 +89,16 @@ fn c_result(r: Result<NonNull<c_void>, CError>) -> *mut c_void {
     }
 }
 
-/// Reports a refused pointer: `errno = EINVAL`, and a line on stderr in debug mode.
+/// Reports a refused pointer: a line on stderr in debug mode, and `errno = EINVAL`, set after
+/// the write so that a write that fails (stderr closed) cannot change it.
 fn refused(function: &str, ptr: *const c_void, e: CError) {
-    malloc::set_errno(e.errno());
     if DEBUG.load(Relaxed) != 0 {
         let mut line = Line::new();
         // `Line` never fails; formatting integers and `&str`s does not allocate.
         let _ = writeln!(line, "buddy: {function}({ptr:p}) refused: {e}");
         line.write_to(2);
     }
+    malloc::set_errno(e.errno());
 }
 
 /// `void *buddy_alloc(size_t size)`: a block of at least `size` bytes, aligned to 16; `size`

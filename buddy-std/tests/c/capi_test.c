@@ -280,6 +280,18 @@ static void debug_messages(void) {
     CHECK(buf[n - 1] == '\n');
     close(fds[0]);
     close(fds[1]);
+
+    /* A report that cannot be written (stderr closed: EBADF) leaves errno = EINVAL. */
+    saved = dup(2);
+    CHECK(saved >= 0 && close(2) == 0);
+    buddy_set_debug(1);
+    errno = 0;
+    int r = buddy_free(p);
+    int e = errno;
+    buddy_set_debug(0);
+    CHECK(dup2(saved, 2) == 2);
+    close(saved);
+    CHECK(r == -1 && e == EINVAL);
 }
 
 /* ----- threads ----- */
