@@ -60,7 +60,7 @@ struct buddy_stats {
     size_t allocated_bytes_total; /* bytes handed out for them (requested + rounding) */
     size_t allocations;           /* successful allocations so far (of blocks up to a chunk) */
     size_t frees;                 /* frees so far (of blocks up to a chunk) */
-    size_t failed_requests;       /* requests that returned NULL */
+    size_t failed_requests;       /* requests for memory that got NULL (bad pointers: not counted) */
     size_t largest_free_block;    /* bytes of the largest free block */
     size_t regions;               /* regions (chunks) in the heap */
     size_t limit_bytes;           /* the memory limit */

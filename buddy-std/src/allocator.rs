@@ -990,6 +990,12 @@ impl<O: Os> BuddyAlloc<O> {
         }
     }
 
+    /// Counts a request refused before it reached the allocator (by the C face: a size that
+    /// overflows, a bad alignment) as a failed request, as C callers see it: NULL.
+    pub(crate) fn count_refused_request(&self) {
+        self.counters.failed.fetch_add(1, Relaxed);
+    }
+
     /// Statistics: the heaps of all chunks as one, plus what is held from the OS. Locks each
     /// chunk in turn, briefly; reserves nothing.
     pub fn stats(&self) -> Stats {

@@ -103,13 +103,41 @@ fn c_layout(size: usize, align: usize) -> Result<Layout, CError> {
     Layout::from_size_align(size.max(1), align.max(MIN_ALIGN)).map_err(|_| CError::OutOfMemory)
 }
 
+/// [`c_layout`] for a request to `heap`: a size too large for any layout is refused and
+/// counted as a failed request (`Stats::failed_requests` counts every NULL a request for
+/// memory gets, as `buddy_stats` documents).
+fn request_layout<O: Os>(
+    heap: &BuddyAlloc<O>,
+    size: usize,
+    align: usize,
+) -> Result<Layout, CError> {
+    c_layout(size, align).inspect_err(|_| heap.count_refused_request())
+}
+
+/// Refuses a request for memory before it reaches `heap` (a size that overflows, a bad
+/// alignment), counting it as a failed request as the heap's own refusals are. For C faces
+/// built on this module whose functions check arguments of their own (`pvalloc`'s rounding,
+/// `memalign`'s alignment): every NULL they return for a request is then counted.
+///
+/// ```
+/// use buddy_std::BuddyAlloc;
+/// use buddy_std::malloc::{self, CError};
+/// static HEAP: BuddyAlloc = BuddyAlloc::new();
+/// assert_eq!(malloc::refuse(&HEAP, CError::BadAlignment), CError::BadAlignment);
+/// assert_eq!(HEAP.stats().heap.failed_requests, 1);
+/// ```
+pub fn refuse<O: Os>(heap: &BuddyAlloc<O>, e: CError) -> CError {
+    heap.count_refused_request();
+    e
+}
+
 /// `malloc(size)`: a block of at least `size` bytes, aligned to [`MIN_ALIGN`]; `size` 0 gets a
 /// minimum block.
 ///
 /// # Errors
 /// [`CError::OutOfMemory`].
 pub fn malloc<O: Os>(heap: &BuddyAlloc<O>, size: usize) -> Result<NonNull<c_void>, CError> {
-    let layout = c_layout(size, MIN_ALIGN)?;
+    let layout = request_layout(heap, size, MIN_ALIGN)?;
     // SAFETY: `layout` has a non-zero size.
     NonNull::new(unsafe { heap.alloc(layout) }.cast()).ok_or(CError::OutOfMemory)
 }
@@ -123,8 +151,10 @@ pub fn calloc<O: Os>(
     n: usize,
     size: usize,
 ) -> Result<NonNull<c_void>, CError> {
-    let bytes = n.checked_mul(size).ok_or(CError::OutOfMemory)?;
-    let layout = c_layout(bytes, MIN_ALIGN)?;
+    let bytes = n
+        .checked_mul(size)
+        .ok_or_else(|| refuse(heap, CError::OutOfMemory))?;
+    let layout = request_layout(heap, bytes, MIN_ALIGN)?;
     // SAFETY: `layout` has a non-zero size.
     NonNull::new(unsafe { heap.alloc_zeroed(layout) }.cast()).ok_or(CError::OutOfMemory)
 }
@@ -142,9 +172,9 @@ pub fn aligned_alloc<O: Os>(
     size: usize,
 ) -> Result<NonNull<c_void>, CError> {
     if !align.is_power_of_two() {
-        return Err(CError::BadAlignment);
+        return Err(refuse(heap, CError::BadAlignment));
     }
-    let layout = c_layout(size, align)?;
+    let layout = request_layout(heap, size, align)?;
     // SAFETY: `layout` has a non-zero size.
     NonNull::new(unsafe { heap.alloc(layout) }.cast()).ok_or(CError::OutOfMemory)
 }
@@ -193,7 +223,7 @@ pub unsafe fn realloc<O: Os>(
         unsafe { free(heap, ptr) }?;
         return Ok(None);
     }
-    c_layout(size, MIN_ALIGN)?;
+    request_layout(heap, size, MIN_ALIGN)?;
     // The block's usable size is its exact extent in the heap (the whole buddy block, or the
     // run of an exact fit, or the pages of a direct mapping), and a layout of that size finds
     // the same extent again: it is a valid layout to resize the block with, whatever the

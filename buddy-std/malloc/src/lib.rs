@@ -167,7 +167,7 @@ pub unsafe extern "C" fn posix_memalign(
     size: usize,
 ) -> c_int {
     if !alignment.is_power_of_two() || alignment % size_of::<*mut c_void>() != 0 {
-        return CError::BadAlignment.errno();
+        return c::refuse(&HEAP, CError::BadAlignment).errno();
     }
     match c::aligned_alloc(&HEAP, alignment, size) {
         Ok(p) => {
@@ -190,7 +190,7 @@ pub extern "C" fn aligned_alloc(alignment: usize, size: usize) -> *mut c_void {
 #[unsafe(no_mangle)]
 pub extern "C" fn memalign(alignment: usize, size: usize) -> *mut c_void {
     let Some(alignment) = alignment.max(MIN_ALIGN).checked_next_power_of_two() else {
-        return ptr_or_errno(Err(CError::BadAlignment));
+        return ptr_or_errno(Err(c::refuse(&HEAP, CError::BadAlignment)));
     };
     ptr_or_errno(c::aligned_alloc(&HEAP, alignment, size))
 }
@@ -206,7 +206,7 @@ pub extern "C" fn valloc(size: usize) -> *mut c_void {
 pub extern "C" fn pvalloc(size: usize) -> *mut c_void {
     let page = page_size();
     let Some(size) = size.max(1).checked_next_multiple_of(page) else {
-        return ptr_or_errno(Err(CError::OutOfMemory));
+        return ptr_or_errno(Err(c::refuse(&HEAP, CError::OutOfMemory)));
     };
     ptr_or_errno(c::aligned_alloc(&HEAP, page, size))
 }

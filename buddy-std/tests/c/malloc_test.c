@@ -172,6 +172,16 @@ static void semantics(void) {
     a = pvalloc(1);
     CHECK(a != NULL && aligned(a, (size_t)page) && malloc_usable_size(a) >= (size_t)page);
     free(a);
+    /* Refused by the argument checks before the heap, each is one failed request. */
+    struct buddy_stats pre = stats();
+    CHECK(posix_memalign(&m, 24, 16) == EINVAL);
+    errno = 0;
+    CHECK(memalign(SIZE_MAX, 10) == NULL && errno == EINVAL);
+    errno = 0;
+    CHECK(pvalloc(SIZE_MAX) == NULL && errno == ENOMEM);
+    errno = 0;
+    CHECK(malloc(SIZE_MAX) == NULL && errno == ENOMEM);
+    CHECK(stats().failed_requests - pre.failed_requests == 4);
 
     /* Pointers this heap did not hand out: ignored, heap unchanged. */
     unsigned char *p = malloc(256);
