@@ -16,8 +16,14 @@
 //! - A bad pointer given to `buddy_free`, `buddy_realloc` or `buddy_usable_size` changes
 //!   nothing, and is also reported on stderr after `buddy_set_debug(1)` (one line, written
 //!   with `write(2)`: no allocation, no stdio buffer).
-//! - A process that forks while other threads use these functions is safe: the first call
-//!   registers `pthread_atfork` handlers that hold the heap still across the `fork`.
+//! - A process that forks while other threads use these functions is safe: `pthread_atfork`
+//!   handlers hold the heap still across the `fork`. They are registered when the library is
+//!   loaded (a constructor in `.init_array`; at the latest by the first call), so that fork
+//!   handlers the program registers later may call these functions too: glibc runs the
+//!   `prepare` handlers last-registered first, and the `parent` and `child` handlers
+//!   first-registered first, so buddy's hold the heap only around the others. A handler
+//!   registered *before* buddy's (by the constructor of a library initialised earlier) that
+//!   calls these functions during a `fork` waits for the heap forever.
 //!
 //! # Why this module has `unsafe`
 //!
@@ -57,8 +63,21 @@ unsafe extern "C" fn fork_child() {
     unsafe { HEAP.fork_child() };
 }
 
-/// Registers the fork handlers on the first call that allocates. glibc's `pthread_atfork`
-/// takes its memory from `malloc`, which is not this heap, and no lock of ours is held here.
+/// Registers the fork handlers when the library is loaded, before `main` (see the module
+/// docs for why early).
+extern "C" fn on_load() {
+    fork_safe();
+}
+
+/// Runs [`on_load`] when the library (or a program linking it statically) is loaded. Where a
+/// linker drops it, the first call that allocates registers the handlers instead.
+#[used]
+#[unsafe(link_section = ".init_array")]
+static ON_LOAD: extern "C" fn() = on_load;
+
+/// Registers the fork handlers unless done (by [`on_load`] or an earlier call). glibc's
+/// `pthread_atfork` takes its memory from `malloc`, which is not this heap, and no lock of
+/// ours is held here.
 #[inline]
 fn fork_safe() {
     if FORK_HANDLERS.load(Acquire) != 2 {

@@ -390,7 +390,27 @@ static void *churn(void *arg) {
     return NULL;
 }
 
+/* Fork handlers of the program that allocate from this heap. main registers them before its
+   first call into the library: buddy's own, registered when the library was loaded, still
+   hold the heap only around these (prepare runs last-registered first, parent and child
+   first-registered first), so these do not wait for it. */
+static atomic_int prepares, parents;
+static void handler_allocates(void) {
+    void *p = buddy_alloc(200);
+    CHECK(p != NULL && buddy_free(p) == 0);
+}
+static void on_prepare(void) {
+    handler_allocates();
+    atomic_fetch_add(&prepares, 1);
+}
+static void on_parent(void) {
+    handler_allocates();
+    atomic_fetch_add(&parents, 1);
+}
+static void on_child(void) { handler_allocates(); }
+
 static void fork_while_allocating(void) {
+    alarm(120); /* a parent deadlocked in a fork handler dies of SIGALRM */
     unsigned char *inherited = make(5000, 42);
     pthread_t t[4];
     atomic_store(&stop, 0);
@@ -432,9 +452,12 @@ static void fork_while_allocating(void) {
         if (p) check_and_free(p);
     }
     check_and_free(inherited);
+    CHECK(atomic_load(&prepares) == 60 && atomic_load(&parents) == 60);
+    alarm(0);
 }
 
 int main(void) {
+    CHECK(pthread_atfork(on_prepare, on_parent, on_child) == 0);
     struct buddy_stats start = stats();
     check_stats_shape(&start);
     basics();
