@@ -393,6 +393,17 @@ impl<O: Os> BuddyAlloc<O> {
                     return r;
                 }
                 Err(READY) => return Ok(()),
+                // `fork_prepare` holds off the reservation, and this thread is the one that
+                // forks, in a fork handler registered before the allocator's: it reserves
+                // (nobody else can: the others wait for `state`) and holds the new locks for
+                // the rest of the fork, as `fork_prepare` would have.
+                Err(_) if self.fork.load(Relaxed) == FORK_INIT && self.grow.held_by_caller() => {
+                    self.reserve()?;
+                    self.direct.hold();
+                    self.fork.store(FORK_LOCKS, Relaxed);
+                    self.state.store(READY, Release);
+                    return Ok(());
+                }
                 Err(_) => sync::wait(&mut round),
             }
         }
@@ -552,6 +563,14 @@ impl<O: Os> BuddyAlloc<O> {
             self.uncommit(chunk);
             return Grown::Full;
         };
+        if self.fork.load(Relaxed) == FORK_LOCKS {
+            // A fork is under way and this thread is the one that forks (no other gets past
+            // `grow`, which `fork_prepare` holds): it allocates in a fork handler. The new
+            // chunk is held from the start, as `fork_prepare` held the others, so that no
+            // other thread uses it before the fork ends and `fork_release` gives back exactly
+            // the chunks `0..active`.
+            header_ref.lock.hold();
+        }
         tools::chunk_added(start, chunk);
         self.active.store(n + 1, Release);
         self.current[s].store(n, Release);
@@ -992,6 +1011,7 @@ impl<O: Os> BuddyAlloc<O> {
 
     /// Counts a request refused before it reached the allocator (by the C face: a size that
     /// overflows, a bad alignment) as a failed request, as C callers see it: NULL.
+    #[cfg(feature = "malloc")]
     pub(crate) fn count_refused_request(&self) {
         self.counters.failed.fetch_add(1, Relaxed);
     }
@@ -1083,9 +1103,20 @@ impl<O: Os> BuddyAlloc<O> {
     ///
     /// Locks are taken in the order every other path takes them (growth first, then the
     /// chunks, then the direct-mapping table), so this cannot deadlock with them. Holding
-    /// the growth lock keeps the number of chunks fixed until the locks are given back.
+    /// the growth lock keeps every other thread from adding chunks until the locks are given
+    /// back.
     ///
-    /// Calling it again from the same thread before `fork_parent` or `fork_child` deadlocks.
+    /// The calling thread itself may go on allocating and freeing until then: glibc runs the
+    /// `prepare` handlers registered *before* this one after it, and their `parent` and
+    /// `child` handlers before `fork_parent` and `fork_child`, all on the thread that forks,
+    /// and any of them may call `malloc`. That thread finds every lock held by itself and
+    /// goes through (a lock's holder passes; in the child, whose only thread it is, too); a
+    /// chunk it adds is held from the start like the others, and a reservation it makes
+    /// while this call held it off is followed by holding the new locks. Every other thread
+    /// still waits.
+    ///
+    /// Calling it again from the same thread before `fork_parent` or `fork_child` is a
+    /// mistake (before the first allocation it waits forever).
     ///
     /// # Time Complexity
     /// `O(chunks)`, plus waiting for the threads inside the allocator to leave.
@@ -1094,8 +1125,11 @@ impl<O: Os> BuddyAlloc<O> {
         loop {
             match self.state.compare_exchange(UNINIT, BUSY, Acquire, Acquire) {
                 // Nothing reserved, hence no chunk and no direct mapping: holding `state` at
-                // `BUSY` is all it takes (a racing first allocation waits for it).
+                // `BUSY` is all it takes (a racing first allocation waits for it). `grow` is
+                // held too, only to name this thread as the holder: a fork handler of its own
+                // that allocates reserves then (see `init`).
                 Ok(_) => {
+                    self.grow.hold();
                     self.fork.store(FORK_INIT, Relaxed);
                     return;
                 }
@@ -1142,15 +1176,21 @@ impl<O: Os> BuddyAlloc<O> {
     /// The calling thread holds what `fork_prepare` took (or inherited it through `fork`).
     unsafe fn fork_release(&self) {
         match self.fork.swap(FORK_NONE, Relaxed) {
-            FORK_INIT => self.state.store(UNINIT, Release),
+            FORK_INIT => {
+                // SAFETY: the caller's contract: this thread holds `grow` through
+                // `fork_prepare`.
+                unsafe { self.grow.release() };
+                self.state.store(UNINIT, Release);
+            }
             FORK_LOCKS => {
                 // SAFETY: the caller's contract: this thread holds the lock through
                 // `fork_prepare`, with no guard.
                 unsafe { self.direct.release() };
                 for i in 0..self.active.load(Acquire) {
                     if let Some(c) = self.chunk(i) {
-                        // SAFETY: as above; `active` cannot have changed since `fork_prepare`
-                        // (this thread holds the growth lock), so it locked exactly these.
+                        // SAFETY: as above; `fork_prepare` held the chunks `0..active` of its
+                        // time, and a chunk added since was added by this thread (the holder of
+                        // the growth lock) and held by `grow` from the start.
                         unsafe { c.lock.release() };
                     }
                 }

@@ -18,12 +18,12 @@
 //!   with `write(2)`: no allocation, no stdio buffer).
 //! - A process that forks while other threads use these functions is safe: `pthread_atfork`
 //!   handlers hold the heap still across the `fork`. They are registered when the library is
-//!   loaded (a constructor in `.init_array`; at the latest by the first call), so that fork
-//!   handlers the program registers later may call these functions too: glibc runs the
-//!   `prepare` handlers last-registered first, and the `parent` and `child` handlers
-//!   first-registered first, so buddy's hold the heap only around the others. A handler
-//!   registered *before* buddy's (by the constructor of a library initialised earlier) that
-//!   calls these functions during a `fork` waits for the heap forever.
+//!   loaded (a constructor in `.init_array`; at the latest by the first call). Other fork
+//!   handlers may call these functions: glibc runs the `prepare` handlers last-registered
+//!   first, and the `parent` and `child` handlers first-registered first, so buddy's hold
+//!   the heap around those registered after them; those registered before run while the
+//!   heap is held, on the thread that forks, which passes the locks it holds (see
+//!   [`BuddyAlloc::fork_prepare`]).
 //!
 //! # Why this module has `unsafe`
 //!
@@ -63,8 +63,8 @@ unsafe extern "C" fn fork_child() {
     unsafe { HEAP.fork_child() };
 }
 
-/// Registers the fork handlers when the library is loaded, before `main` (see the module
-/// docs for why early).
+/// Registers the fork handlers when the library is loaded, before `main`, so that buddy's
+/// hold the heap around the fork handlers a program registers (see the module docs).
 extern "C" fn on_load() {
     fork_safe();
 }

@@ -12,7 +12,7 @@
 //! [`loom_const_fn!`](crate::sync::loom_const_fn) makes a constructor `const` only off loom.
 
 #[cfg(not(loom))]
-pub(crate) use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+pub(crate) use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 
@@ -49,28 +49,69 @@ pub(crate) fn unset_atomics<const N: usize>() -> [AtomicUsize; N] {
 /// child. A held `spin::Mutex` can only be unlocked through an `unsafe` `force_unlock`, and a
 /// `loom::sync::Mutex` not at all without its guard, hence:
 ///
-/// - off loom, a flag on `core`'s atomics: one compare-and-swap to lock, one store to unlock;
+/// - off loom, a state on `core`'s atomics: one compare-and-swap to lock, one store to unlock;
 ///   when contended, a bounded spin with exponential backoff, then `sched_yield` on every
 ///   retry ([`wait`]), so a preempted holder is not starved of CPU by its waiters;
-/// - under loom, a `loom::sync::Mutex<bool>` whose flag says "held with no guard": a guard is
-///   the mutex's own guard (the same cost to explore as a plain mutex), and `hold` sets the
-///   flag and unlocks the mutex, so that `lock` finds the flag set and waits.
+/// - under loom, a `loom::sync::Mutex` whose value names the thread holding the lock with no
+///   guard: a guard is the mutex's own guard (the same cost to explore as a plain mutex), and
+///   `hold` records the thread and unlocks the mutex, so that `lock` finds it held and waits.
+///
+/// **The holder passes.** While a thread holds the lock through `hold`, its own `lock` calls
+/// get a guard at once, and that guard leaves the lock held when dropped. All of `fork`'s
+/// handlers run on the thread that forks, and glibc runs buddy's `prepare` handler before
+/// those registered earlier and its `parent` and `child` handlers after them: such a handler
+/// that allocates finds the heap held by its own thread, and must not wait for itself. No
+/// other thread can use what the lock guards meanwhile (it waits as for any holder), so the
+/// holder's use is exclusive. In the child of the `fork` the holder is the child's only
+/// thread, under another thread id: off loom, a holder is recognised by its thread id in its
+/// process, and any thread of another process (the child) is the holder too.
 pub(crate) struct Lock {
-    /// `true` iff some thread holds the lock (through a guard or [`hold`](Lock::hold)).
+    /// [`FREE`], [`LOCKED`] (through a guard) or [`HELD`] (through [`hold`](Lock::hold)).
     #[cfg(not(loom))]
-    locked: AtomicBool,
-    /// `true` iff some thread holds the lock through [`hold`](Lock::hold); a guard is this
-    /// mutex's guard.
+    state: AtomicU8,
+    /// Who holds the lock through `hold`: [`caller`]'s process and thread ids, written before
+    /// `state` becomes [`HELD`] (with `Release`).
+    #[cfg(not(loom))]
+    holder: core::sync::atomic::AtomicU64,
+    /// The thread that holds the lock through [`hold`](Lock::hold) (its [`thread_ordinal`]),
+    /// if one does; a guard is this mutex's guard.
     #[cfg(loom)]
-    held: loom::sync::Mutex<bool>,
+    held: loom::sync::Mutex<Option<usize>>,
+    /// The same holder plus one, 0 for none: read without the mutex by
+    /// [`held_by_caller`](Lock::held_by_caller), which waiting loops call on every round (a
+    /// mutex there multiplies the interleavings loom explores).
+    #[cfg(loom)]
+    holder: AtomicUsize,
 }
 
-/// Proof of holding a [`Lock`]; unlocks on drop.
+/// [`Lock`] states.
+#[cfg(not(loom))]
+const FREE: u8 = 0;
+#[cfg(not(loom))]
+const LOCKED: u8 = 1;
+#[cfg(not(loom))]
+const HELD: u8 = 2;
+
+/// The calling thread as a [`Lock`] holder: its process id in the high half, its thread id
+/// in the low half (two system calls: only asked on a lock that is held).
+#[cfg(not(loom))]
+fn caller() -> u64 {
+    let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
+    let tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
+    (u64::from(pid) << 32) | u64::from(tid)
+}
+
+/// Proof of holding a [`Lock`]; unlocks on drop (unless the lock is held through `hold` by
+/// this guard's thread, see [`Lock`]).
 pub(crate) struct LockGuard<'a> {
     #[cfg(not(loom))]
     lock: &'a Lock,
+    /// The state the drop leaves: [`FREE`], or [`HELD`] for the holder's guard.
+    #[cfg(not(loom))]
+    restore: u8,
+    /// The mutex's guard; `None` for the holder's guard.
     #[cfg(loom)]
-    _guard: loom::sync::MutexGuard<'a, bool>,
+    _guard: Option<loom::sync::MutexGuard<'a, Option<usize>>>,
 }
 
 impl Lock {
@@ -79,31 +120,47 @@ impl Lock {
         pub(crate) const fn new() -> Lock {
             Lock {
                 #[cfg(not(loom))]
-                locked: AtomicBool::new(false),
+                state: AtomicU8::new(FREE),
+                #[cfg(not(loom))]
+                holder: core::sync::atomic::AtomicU64::new(0),
                 #[cfg(loom)]
-                held: loom::sync::Mutex::new(false),
+                held: loom::sync::Mutex::new(None),
+                #[cfg(loom)]
+                holder: AtomicUsize::new(0),
             }
         }
     }
 
-    /// Locks, waiting as long as it takes.
+    /// Locks, waiting as long as it takes (at once for the thread holding it through `hold`).
     #[inline]
     #[cfg(not(loom))]
     pub(crate) fn lock(&self) -> LockGuard<'_> {
-        if !self.try_acquire() {
-            self.acquire_contended();
+        let restore = if self.try_acquire() {
+            FREE
+        } else {
+            self.acquire_contended()
+        };
+        LockGuard {
+            lock: self,
+            restore,
         }
-        LockGuard { lock: self }
     }
 
-    /// Locks, waiting as long as it takes.
+    /// Locks, waiting as long as it takes (at once for the thread holding it through `hold`).
     #[cfg(loom)]
     pub(crate) fn lock(&self) -> LockGuard<'_> {
         let mut round = 0;
+        let me = thread_ordinal();
         loop {
             let guard = self.mutex();
-            if !*guard {
-                return LockGuard { _guard: guard };
+            match *guard {
+                None => {
+                    return LockGuard {
+                        _guard: Some(guard),
+                    };
+                }
+                Some(holder) if holder == me => return LockGuard { _guard: None },
+                Some(_) => {}
             }
             drop(guard);
             wait(&mut round);
@@ -111,14 +168,35 @@ impl Lock {
     }
 
     /// Locks, waiting as long as it takes, and keeps the lock with no guard: it stays locked
-    /// until [`release`](Lock::release).
+    /// until [`release`](Lock::release). The calling thread becomes its holder.
     pub(crate) fn hold(&self) {
         #[cfg(not(loom))]
-        core::mem::forget(self.lock());
+        {
+            core::mem::forget(self.lock());
+            self.holder.store(caller(), Ordering::Relaxed);
+            self.state.store(HELD, Ordering::Release);
+        }
         #[cfg(loom)]
         {
+            let me = thread_ordinal();
             let mut guard = self.lock();
-            *guard._guard = true;
+            if let Some(g) = guard._guard.as_mut() {
+                **g = Some(me);
+            }
+            self.holder.store(me + 1, Ordering::Release);
+        }
+    }
+
+    /// Whether the calling thread holds the lock through [`hold`](Lock::hold) (or is the child
+    /// of a `fork` made by the thread that does).
+    pub(crate) fn held_by_caller(&self) -> bool {
+        #[cfg(not(loom))]
+        {
+            self.state.load(Ordering::Acquire) == HELD && self.holder_is_caller()
+        }
+        #[cfg(loom)]
+        {
+            self.holder.load(Ordering::Acquire) == thread_ordinal() + 1
         }
     }
 
@@ -126,22 +204,23 @@ impl Lock {
     ///
     /// # Safety
     /// The calling thread holds the lock through `hold` (or is the child of a `fork` made by
-    /// the thread that did, which inherits it); no guard of it exists. Otherwise the data the
-    /// lock guards could be used by two threads at once.
+    /// the thread that did, which inherits it); no guard of it exists but the holder's own.
+    /// Otherwise the data the lock guards could be used by two threads at once.
     #[allow(unsafe_code)] // An `unsafe fn` with nothing unsafe inside: it states a contract.
     pub(crate) unsafe fn release(&self) {
         #[cfg(not(loom))]
-        self.locked.store(false, Ordering::Release);
+        self.state.store(FREE, Ordering::Release);
         #[cfg(loom)]
         {
-            *self.mutex() = false;
+            self.holder.store(0, Ordering::Release);
+            *self.mutex() = None;
         }
     }
 
     /// The loom mutex; nothing panics while holding it, so poisoning cannot happen (and the
-    /// flag would be consistent anyway).
+    /// value would be consistent anyway).
     #[cfg(loom)]
-    fn mutex(&self) -> loom::sync::MutexGuard<'_, bool> {
+    fn mutex(&self) -> loom::sync::MutexGuard<'_, Option<usize>> {
         self.held
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -150,21 +229,33 @@ impl Lock {
     #[inline]
     #[cfg(not(loom))]
     fn try_acquire(&self) -> bool {
-        self.locked
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+        self.state
+            .compare_exchange(FREE, LOCKED, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
+    }
+
+    /// The lock is [`HELD`] (read with `Acquire`, which makes `holder` current) by the
+    /// calling thread: the same process and thread, or any thread of another process (the
+    /// child of the holder's `fork`, whose only thread it is).
+    #[cfg(not(loom))]
+    fn holder_is_caller(&self) -> bool {
+        let (holder, me) = (self.holder.load(Ordering::Relaxed), caller());
+        holder == me || holder >> 32 != me >> 32
     }
 
     /// Spins with exponential backoff while the holder is likely running, then yields the CPU
     /// on every retry: with more threads than cores a spinning waiter would otherwise burn the
-    /// time slice the preempted holder needs to finish.
+    /// time slice the preempted holder needs to finish. Returns the state the guard's drop
+    /// leaves: [`FREE`], or [`HELD`] when the caller is the lock's holder.
     #[cold]
     #[cfg(not(loom))]
-    fn acquire_contended(&self) {
+    fn acquire_contended(&self) -> u8 {
         let mut round = 0u32;
         loop {
-            if !self.locked.load(Ordering::Relaxed) && self.try_acquire() {
-                return;
+            match self.state.load(Ordering::Acquire) {
+                FREE if self.try_acquire() => return FREE,
+                HELD if self.holder_is_caller() => return HELD,
+                _ => {}
             }
             wait(&mut round);
         }
@@ -175,7 +266,7 @@ impl Lock {
 impl Drop for LockGuard<'_> {
     #[inline]
     fn drop(&mut self) {
-        self.lock.locked.store(false, Ordering::Release);
+        self.lock.state.store(self.restore, Ordering::Release);
     }
 }
 

@@ -522,35 +522,35 @@ fn a_smaller_range_is_reserved_when_the_os_refuses_the_whole_limit() {
 
 #[test]
 fn under_an_address_space_limit_the_directory_shrinks_with_the_arena() {
-    // The default: up to 1024 chunks of 64 MiB. A directory for all 1024 (a header and 1.6
-    // MiB of bitmaps each) would alone take more than this limit (`ulimit -v` 512 MiB): it
-    // is sized for the chunks that fit, 4 of them with their directory.
-    let os = FaultyOs::new().byte_budget(512 * MIB);
-    let a = BuddyAlloc::with_os(Config::new(), &os);
+    // Up to 64 chunks of 16 MiB (the 32-bit default; 1024 of 64 MiB on 64-bit behave alike).
+    // A directory for all 64 (a header and some 400 KiB of bitmaps each) would alone take
+    // more than this limit (as `ulimit -v` sets one): it is sized for the one chunk that
+    // fits with it.
+    let os = FaultyOs::new().byte_budget(24 * MIB);
+    let a = BuddyAlloc::with_os(
+        Config::new().chunk_size(16 * MIB).memory_limit(1 << 30),
+        &os,
+    );
     assert_usable(&a);
     let s = a.stats().os;
-    assert_eq!(s.chunk_capacity, 4);
+    assert_eq!(s.chunk_capacity, 1);
     assert_eq!(s.reserved_bytes, os.mapped_bytes());
-    assert!(s.reserved_bytes <= 512 * MIB && s.reserved_bytes > 256 * MIB);
-    // Every chunk of the smaller arena is usable: its headers fit in the smaller directory.
+    assert!(s.reserved_bytes <= 24 * MIB && s.reserved_bytes > 16 * MIB);
+    // The chunk of the smaller arena is usable: its header fits in the smaller directory.
     let mut blocks = Vec::new();
     // SAFETY: valid layout; each block is written inside its size and freed below.
     unsafe {
         loop {
-            let p = a.alloc(l(32 * MIB, 16));
+            let p = a.alloc(l(8 * MIB, 16));
             if p.is_null() {
                 break;
             }
             p.write(7);
             blocks.push(p);
         }
-        assert_eq!(
-            blocks.len(),
-            8,
-            "4 chunks of 64 MiB hold 8 blocks of 32 MiB"
-        );
+        assert_eq!(blocks.len(), 2, "a chunk of 16 MiB holds 2 blocks of 8 MiB");
         for p in blocks {
-            a.dealloc(p, l(32 * MIB, 16));
+            a.dealloc(p, l(8 * MIB, 16));
         }
     }
     a.check().unwrap();
@@ -822,4 +822,78 @@ fn a_thread_with_a_64_kib_stack_can_set_up_a_chunk() {
             .unwrap();
     });
     assert_eq!(a.stats().os.chunks, 1);
+}
+
+/// What a fork handler registered before the allocator's does: glibc runs it on the thread
+/// that forks, after `fork_prepare` and before `fork_parent` / `fork_child`, and it may
+/// allocate. The thread passes its own locks, in the parent and in the child (another thread
+/// id there), growing a chunk if need be; after the release everything is as usual.
+#[test]
+fn the_forking_thread_allocates_between_prepare_and_release_in_parent_and_child() {
+    unsafe extern "C" {
+        fn fork() -> i32;
+        fn waitpid(pid: i32, status: *mut i32, options: i32) -> i32;
+        fn alarm(seconds: u32) -> u32;
+        fn _exit(status: i32) -> !;
+    }
+    /// Allocates `size` bytes, writes them, checks and frees them; false if refused.
+    fn round_trip(a: &BuddyAlloc, size: usize) -> bool {
+        // SAFETY: a valid layout; the block is written inside its size and freed once.
+        unsafe {
+            let p = a.alloc(l(size, 16));
+            if p.is_null() {
+                return false;
+            }
+            fill(p, size, 5);
+            let ok = intact(p, size, 5);
+            a.dealloc(p, l(size, 16));
+            ok
+        }
+    }
+    let a = BuddyAlloc::with_config(small());
+    // SAFETY: a valid layout; freed at the end.
+    let kept = unsafe { a.alloc(l(600 << 10, 16)) };
+    assert!(!kept.is_null());
+    // A process that waits for itself dies of SIGALRM instead of hanging the test run.
+    // SAFETY: `alarm` only schedules a signal.
+    unsafe { alarm(60) };
+    a.fork_prepare();
+    // A prepare handler: more than chunk 0 has left, so a chunk is added while held.
+    assert!(round_trip(&a, 700 << 10));
+    // SAFETY: plain `fork`; the child only uses `a` and system calls, then `_exit`s.
+    let pid = unsafe { fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        // SAFETY: see above; the child of the thread that called `fork_prepare`.
+        unsafe {
+            alarm(10);
+            let ok = round_trip(&a, 100)
+                && round_trip(&a, 700 << 10)
+                && {
+                    a.fork_child();
+                    round_trip(&a, 300 << 10)
+                }
+                && a.check().is_ok();
+            _exit(if ok { 0 } else { 1 })
+        }
+    }
+    // A parent handler.
+    assert!(round_trip(&a, 100) && round_trip(&a, 700 << 10));
+    // SAFETY: this thread called `fork_prepare` above.
+    unsafe { a.fork_parent() };
+    let mut status = -1;
+    // SAFETY: `pid` is our child; `status` is a valid out-pointer.
+    assert_eq!(unsafe { waitpid(pid, &mut status, 0) }, pid);
+    assert_eq!(status, 0, "the child failed (1) or was killed (a signal)");
+    // SAFETY: cancels the alarm.
+    unsafe { alarm(0) };
+    // Another thread gets the locks as usual.
+    std::thread::scope(|s| {
+        assert!(s.spawn(|| round_trip(&a, 700 << 10)).join().unwrap());
+    });
+    assert_eq!(a.stats().os.chunks, 2);
+    // SAFETY: allocated above with this layout.
+    unsafe { a.dealloc(kept, l(600 << 10, 16)) };
+    assert_eq!(a.stats().live_allocations(), 0);
+    a.check().unwrap();
 }

@@ -56,7 +56,7 @@ fn plain_passes() -> Vec<Pass> {
             run: core_log,
         },
         Pass {
-            name: "buddy-std loom models (every interleaving, --cfg loom)",
+            name: "buddy-std loom models (every interleaving; one model to 3 preemptions; --cfg loom)",
             run: loom,
         },
         Pass {

@@ -39,11 +39,11 @@
 //!   `pthread_atfork` handlers ([`BuddyAlloc::fork_prepare`] & co.) that take every lock of
 //!   the heap before the fork and give them back in the parent and the child, so the child
 //!   never inherits a lock held by a thread it does not have, nor a half-updated heap.
-//!   Handlers registered after buddy's (by `main`, or any code that runs after this
-//!   constructor) may allocate: glibc runs buddy's `prepare` after theirs and its `parent`
-//!   and `child` before theirs. A handler registered *before* (by the constructor of a
-//!   library initialised before this one) that allocates during a `fork` waits for the heap
-//!   forever, where glibc's malloc, which locks inside `fork` itself, does not.
+//!   Other fork handlers may allocate, whenever they were registered: one registered after
+//!   buddy's runs its `prepare` before buddy's and its `parent`/`child` after; one registered
+//!   before (by the constructor of a library initialised earlier) runs while buddy's hold
+//!   the heap, on the thread that forks, which passes the locks it holds (see
+//!   [`BuddyAlloc::fork_prepare`]).
 //! - **Early calls**: `malloc` works from the first call the dynamic linker or libc makes,
 //!   before any constructor: the heap is a `const`-initialised `static` that reserves its
 //!   memory on first use, with `mmap` through rustix (raw system calls) and the page size
