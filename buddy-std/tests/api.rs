@@ -867,14 +867,22 @@ fn the_forking_thread_allocates_between_prepare_and_release_in_parent_and_child(
         // SAFETY: see above; the child of the thread that called `fork_prepare`.
         unsafe {
             alarm(10);
-            let ok = round_trip(&a, 100)
-                && round_trip(&a, 700 << 10)
-                && {
-                    a.fork_child();
-                    round_trip(&a, 300 << 10)
+            // Exit status 2 to 5: the step that failed (1 is valgrind's error status).
+            let failed = if !round_trip(&a, 100) {
+                2
+            } else if !round_trip(&a, 700 << 10) {
+                3
+            } else {
+                a.fork_child();
+                if !round_trip(&a, 300 << 10) {
+                    4
+                } else if a.check().is_err() {
+                    5
+                } else {
+                    0
                 }
-                && a.check().is_ok();
-            _exit(if ok { 0 } else { 1 })
+            };
+            _exit(failed)
         }
     }
     // A parent handler.
@@ -884,7 +892,11 @@ fn the_forking_thread_allocates_between_prepare_and_release_in_parent_and_child(
     let mut status = -1;
     // SAFETY: `pid` is our child; `status` is a valid out-pointer.
     assert_eq!(unsafe { waitpid(pid, &mut status, 0) }, pid);
-    assert_eq!(status, 0, "the child failed (1) or was killed (a signal)");
+    assert_eq!(
+        status, 0,
+        "the child's wait status: exit status (status >> 8) 2 to 5 is the step that failed, \
+         a low byte the signal that killed it"
+    );
     // SAFETY: cancels the alarm.
     unsafe { alarm(0) };
     // Another thread gets the locks as usual.
