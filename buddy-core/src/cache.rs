@@ -365,21 +365,21 @@ impl RunCache {
         Some(out)
     }
 
-    /// Takes any cached run: `(address, region, units)`.
-    pub(crate) fn pop_any(&mut self) -> Option<(usize, usize, u32)> {
-        if self.len == 0 {
-            return None;
-        }
+    /// Empties the cache in one pass over its ways (`RUN_SETS × RUN_WAYS`), handing each run
+    /// to `f` as `(address, region, units)`.
+    pub(crate) fn drain(&mut self, mut f: impl FnMut(usize, usize, u32)) {
         for (us, addrs) in self.units.iter_mut().zip(&self.addr) {
+            if self.len == 0 {
+                return;
+            }
             for (u, &e) in us.iter_mut().zip(addrs) {
                 if *u != 0 {
                     let units = core::mem::replace(u, 0);
                     self.len -= 1;
-                    return Some((e & !TAG, e & TAG, units));
+                    f(e & !TAG, e & TAG, units);
                 }
             }
         }
-        None
     }
 
     /// Run `a` of region `t`, `units` long, is cached.

@@ -82,7 +82,9 @@ impl core::error::Error for FreeError {}
 pub enum RegionError {
     /// The start pointer is null.
     Null,
-    /// `start + len` wraps around the address space.
+    /// `start + len` wraps around the address space. A region must end below the top: one
+    /// that ends exactly there (`start + len == 2^64`, `2^32` on 32-bit targets) counts as
+    /// wrapping, since its end address is not a `usize`.
     Wraps,
     /// After alignment (and metadata, if carved from the region) not even one minimum block is left.
     TooSmall {

@@ -204,7 +204,12 @@ impl Default for Config {
 /// assert!(metadata_words(LEN, 4096) * 8 < LEN / 1000);
 /// ```
 pub const fn metadata_words(len: usize, min_block: usize) -> usize {
-    if !min_block.is_power_of_two() || min_block < 8 || len < min_block {
+    // `Config::min_block`'s valid range (see `Config::min_shift`).
+    if !min_block.is_power_of_two()
+        || min_block < 8
+        || min_block as u64 > 1 << 40
+        || len < min_block
+    {
         return 0;
     }
     let min = min_block.trailing_zeros();
@@ -977,9 +982,12 @@ impl Heap {
 
     /// Frees every cached run into its region's bitmaps.
     fn flush_runs(&mut self) {
-        while let Some((a, t, u)) = self.runs.pop_any() {
-            self.trees[t].free_run(a, (u as usize) << self.min);
-        }
+        let (trees, min) = (&mut self.trees, self.min);
+        self.runs.drain(|a, t, u| {
+            if let Some(tree) = trees.get_mut(t) {
+                tree.free_run(a, (u as usize) << min);
+            }
+        });
     }
 
     /// Merges the cached blocks of order index `r` into their regions' bitmaps.
@@ -1279,9 +1287,12 @@ impl Heap {
     /// `min(old.size(), new_size)` bytes: the only time the heap touches managed memory, at
     /// the caller's request).
     ///
-    /// A small block whose order changes moves first when the deferred cache holds a block
-    /// of the new order (and has room for the old one): that touches no metadata, where a
-    /// resize in place writes or reads a metadata word per order in between. Use
+    /// The order of attempts: first, whatever its size, the allocation moves when the
+    /// deferred caches hold a block or exact-fit run of exactly the new handed-out size (and
+    /// alignment), and the old one goes back to a cache: that touches no metadata, where a
+    /// resize in place writes or reads a metadata word per order in between (see
+    /// [`flush`](Heap::flush) for the caches). Then in place, then into a new block. So a
+    /// block may move even where it could have grown or shrunk in place; use
     /// [`realloc_in_place`](Heap::realloc_in_place) to never move.
     ///
     /// # Errors
@@ -1453,14 +1464,16 @@ impl Heap {
     /// buddies.
     ///
     /// Freed small blocks are kept out of the bitmaps for a while (up to
-    /// [`CACHE_SLOTS`](crate::CACHE_SLOTS) per order for the 12 smallest orders), and so are freed exact-fit runs (up to 512, by length; both caches
-    /// are shared by all regions), so that alloc/free pairs do not split and merge a dozen
-    /// levels each time. They are served like any free block and counted as free in
+    /// [`CACHE_SLOTS`](crate::CACHE_SLOTS) per order for the 12 smallest orders), and so are
+    /// freed exact-fit runs (up to 512, by length; both caches are shared by all regions), so
+    /// that alloc/free pairs do not split and merge a dozen levels each time. They are served like any free block and counted as free in
     /// [`Stats`]; the only visible difference is the shape of the free lists. After freeing
     /// everything, call `flush` to get the heap back to exactly its initial shape.
     ///
     /// # Time Complexity
-    /// `O(log n)` for each of at most 384 cached blocks and 512 cached runs.
+    /// `O(log n)` for each of at most `12 ×` [`CACHE_SLOTS`](crate::CACHE_SLOTS) cached
+    /// blocks (1536 on 64-bit targets, 384 on 32-bit ones) and 512 cached runs, plus one pass
+    /// over the run cache's 512 slots.
     pub fn flush(&mut self) {
         for r in 0..CACHE_ORDERS {
             self.flush_order(r);

@@ -214,6 +214,10 @@ fn null_wrapping_and_tiny_regions_are_refused() {
     let high = std::ptr::without_provenance_mut::<u8>(usize::MAX - 100);
     // SAFETY: the region is fresh leaked memory that only this heap uses.
     assert_eq!(unsafe { h.add_region(high, 4096) }, Err(RegionError::Wraps));
+    // Ending exactly at the top counts as wrapping (documented on `RegionError::Wraps`).
+    let top = std::ptr::without_provenance_mut::<u8>(0usize.wrapping_sub(4096));
+    // SAFETY: refused before any byte of it is touched (what the test checks).
+    assert_eq!(unsafe { h.add_region(top, 4096) }, Err(RegionError::Wraps));
     let (p, _) = common::region(4096, 0);
     for len in [0, 1, 15, 40] {
         assert!(
@@ -359,8 +363,21 @@ fn invalid_minimum_blocks_are_refused() {
             unsafe { h.add_region(p, len) },
             Err(RegionError::BadMinBlock { min_block: min })
         );
+        // `metadata_words` agrees: no metadata for a minimum block no heap accepts.
+        assert_eq!(metadata_words(usize::MAX / 2, min), 0, "{min}");
     }
     assert_eq!(metadata_words(1 << 20, 24), 0);
+    assert_eq!(
+        metadata_words(1 << 20, 1 << 40),
+        0,
+        "shorter than one block"
+    );
+    #[cfg(target_pointer_width = "64")]
+    assert_ne!(
+        metadata_words(1 << 41, 1 << 40),
+        0,
+        "the largest valid block"
+    );
 }
 
 #[test]
