@@ -139,7 +139,9 @@ int buddy_stats(struct buddy_stats *out);
 /*
  * Debug mode: when `on` is non-zero, every pointer refused by buddy_free, buddy_realloc or
  * buddy_usable_size is also reported on stderr (one line, written with write(2)). Off by
- * default. Returns the previous setting (0 or 1).
+ * default. Returns the previous setting (0 or 1). A report that cannot be written is dropped:
+ * errno is still EINVAL, and a stderr that is a pipe nobody reads raises no SIGPIPE (it is
+ * blocked in the calling thread for the write).
  */
 int buddy_set_debug(int on);
 

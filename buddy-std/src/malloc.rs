@@ -50,7 +50,8 @@
 use core::alloc::Layout;
 use core::ffi::{c_int, c_void};
 use core::fmt;
-use core::ptr::NonNull;
+use core::mem::MaybeUninit;
+use core::ptr::{self, NonNull};
 use std::alloc::GlobalAlloc;
 
 use buddy_core::FreeError;
@@ -432,18 +433,66 @@ impl Line {
 
     /// Writes the text to file descriptor `fd` with `write(2)` (retrying short writes and
     /// `EINTR`); gives up silently on other errors: a diagnostic must not fail its caller.
+    /// It leaves `errno` as it found it, and a write to a pipe nobody reads fails with
+    /// `EPIPE` instead of killing the program: `SIGPIPE` is blocked in the calling thread
+    /// during the write and the one the write raised is taken back (a C program's default
+    /// `SIGPIPE` action ends it; Rust programs ignore the signal).
     pub fn write_to(&self, fd: c_int) {
-        let mut rest = self.as_bytes();
-        while !rest.is_empty() {
-            // SAFETY: `rest` is a valid, initialised byte slice for the call's duration.
-            let n = unsafe { c::write(fd, rest.as_ptr().cast(), rest.len()) };
-            match usize::try_from(n) {
-                Ok(n) if n > 0 => rest = rest.get(n..).unwrap_or(&[]),
-                _ if n < 0 && errno() == Errno::INTR.raw_os_error() => {}
-                _ => return,
+        let saved = errno();
+        without_sigpipe(|| {
+            let mut rest = self.as_bytes();
+            while !rest.is_empty() {
+                // SAFETY: `rest` is a valid, initialised byte slice for the call's duration.
+                let n = unsafe { c::write(fd, rest.as_ptr().cast(), rest.len()) };
+                match usize::try_from(n) {
+                    Ok(n) if n > 0 => rest = rest.get(n..).unwrap_or(&[]),
+                    _ if n < 0 && errno() == Errno::INTR.raw_os_error() => {}
+                    _ => return,
+                }
             }
-        }
+        });
+        set_errno(saved);
     }
+}
+
+/// Runs `f` with `SIGPIPE` blocked in the calling thread, then discards a `SIGPIPE` that
+/// became pending during `f` (one pending before is left alone) and restores the thread's
+/// signal mask. Only system calls: no allocation, safe inside an allocator.
+fn without_sigpipe(f: impl FnOnce()) {
+    let mut pipe = MaybeUninit::<libc::sigset_t>::uninit();
+    let mut old = MaybeUninit::<libc::sigset_t>::uninit();
+    let mut pending = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: `sigemptyset` initialises `pipe`; `sigaddset` takes a valid signal number.
+    let pipe = unsafe {
+        libc::sigemptyset(pipe.as_mut_ptr());
+        libc::sigaddset(pipe.as_mut_ptr(), libc::SIGPIPE);
+        pipe.assume_init()
+    };
+    // SAFETY: `sigpending` fills `pending` (it cannot fail with a valid pointer); then it
+    // is initialised.
+    let was_pending = unsafe {
+        libc::sigpending(pending.as_mut_ptr()) == 0
+            && libc::sigismember(pending.as_ptr(), libc::SIGPIPE) == 1
+    };
+    // SAFETY: valid sets; `old` receives the current mask.
+    if unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &pipe, old.as_mut_ptr()) } != 0 {
+        // Cannot happen with valid arguments; write anyway, as before.
+        f();
+        return;
+    }
+    f();
+    // SAFETY: as above.
+    let now_pending = unsafe {
+        libc::sigpending(pending.as_mut_ptr()) == 0
+            && libc::sigismember(pending.as_ptr(), libc::SIGPIPE) == 1
+    };
+    if now_pending && !was_pending {
+        let mut sig = 0;
+        // SAFETY: `SIGPIPE` is blocked and pending, so `sigwait` takes it without waiting.
+        unsafe { libc::sigwait(&pipe, &mut sig) };
+    }
+    // SAFETY: `old` was filled by the successful `pthread_sigmask` above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old.as_ptr(), ptr::null_mut()) };
 }
 
 impl Default for Line {

@@ -301,6 +301,26 @@ static void debug_messages(void) {
     CHECK(dup2(saved, 2) == 2);
     close(saved);
     CHECK(r == -1 && e == EINVAL);
+
+    /* A report written to a pipe nobody reads fails with EPIPE: the SIGPIPE it raises must not
+     * end the program (a C program's default action), nor stay pending or blocked. */
+    CHECK(signal(SIGPIPE, SIG_DFL) != SIG_ERR);
+    CHECK(pipe(fds) == 0);
+    close(fds[0]);
+    saved = dup(2);
+    CHECK(saved >= 0 && dup2(fds[1], 2) == 2);
+    buddy_set_debug(1);
+    errno = 0;
+    r = buddy_free(p);
+    e = errno;
+    buddy_set_debug(0);
+    CHECK(dup2(saved, 2) == 2);
+    close(saved);
+    close(fds[1]);
+    CHECK(r == -1 && e == EINVAL);
+    sigset_t now;
+    CHECK(sigpending(&now) == 0 && !sigismember(&now, SIGPIPE));
+    CHECK(pthread_sigmask(SIG_BLOCK, NULL, &now) == 0 && !sigismember(&now, SIGPIPE));
 }
 
 /* ----- threads ----- */
