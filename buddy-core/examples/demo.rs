@@ -150,9 +150,12 @@ fn run() -> Result<(), String> {
     let base = (&raw mut ARENA).cast::<u8>();
     // Exact fit from 512 B up (the default, 4 KiB, is bigger than this whole buffer).
     let mut heap = Heap::with_config(Config::new().exact_fit_above(512));
+    let meta = (&raw mut META).cast::<u64>();
+    // SAFETY: `META` holds `metadata_words(ARENA_LEN, 16)` words, and nothing but this heap
+    // uses it, for the rest of the program.
+    let meta = unsafe { core::slice::from_raw_parts_mut(meta, metadata_words(ARENA_LEN, 16)) };
     // SAFETY: ARENA and META are used by nothing but this heap, for the rest of the program.
-    unsafe { heap.add_region_with_metadata(base, ARENA_LEN, &mut *(&raw mut META)) }
-        .map_err(|e| e.to_string())?;
+    unsafe { heap.add_region_with_metadata(base, ARENA_LEN, meta) }.map_err(|e| e.to_string())?;
     let base = base as usize;
     let _ = events();
     let (start, end) = heap.ranges().next().unwrap_or((0, 0));
