@@ -92,7 +92,8 @@ pub enum RegionError {
         /// carved from the region); not always the fewest.
         needed: usize,
     },
-    /// The region overlaps one already in the heap.
+    /// The region overlaps one already in the heap or the metadata of one, or its metadata
+    /// (given apart) overlaps the region itself, a region of the heap or another's metadata.
     Overlaps,
     /// The heap already holds [`MAX_REGIONS`](crate::MAX_REGIONS) regions.
     Full,
@@ -118,7 +119,9 @@ impl fmt::Display for RegionError {
             RegionError::TooSmall { needed } => {
                 write!(f, "region too small: needs at least {needed} bytes")
             }
-            RegionError::Overlaps => f.write_str("region overlaps a region already in the heap"),
+            RegionError::Overlaps => {
+                f.write_str("region or its metadata overlaps memory the heap already uses")
+            }
             RegionError::Full => f.write_str("heap already holds the maximum number of regions"),
             RegionError::MetadataTooSmall { needed, got } => {
                 write!(f, "metadata too small: {needed} words needed, {got} given")

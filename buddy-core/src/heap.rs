@@ -498,14 +498,19 @@ impl Heap {
         if self.trees.is_full() {
             return Err(RegionError::Full);
         }
-        if self
-            .trees
-            .iter()
-            .any(|t| s < t.region_start + t.region_len && t.region_start < e)
-        {
+        if self.overlaps(s, e) {
             return Err(RegionError::Overlaps);
         }
         Ok((e, min))
+    }
+
+    /// `[s, e)` overlaps a region of this heap or the metadata of one (metadata given apart
+    /// from its region lies outside it).
+    fn overlaps(&self, s: usize, e: usize) -> bool {
+        self.trees.iter().any(|t| {
+            let (ms, me) = t.meta_range();
+            (s < t.region_start + t.region_len && t.region_start < e) || (s < me && ms < e)
+        })
     }
 
     /// Adds the region `[start, start + len)`, carving its metadata off the front of it.
@@ -515,7 +520,8 @@ impl Heap {
     /// addresses.
     ///
     /// # Errors
-    /// [`RegionError`] if `start` is null, the range wraps, overlaps a region of this heap,
+    /// [`RegionError`] if `start` is null, the range wraps, overlaps a region of this heap
+    /// (or the metadata of one),
     /// leaves no whole block after metadata and alignment, the heap is full, or the configured
     /// minimum block is invalid. The heap is then unchanged.
     ///
@@ -581,7 +587,8 @@ impl Heap {
     ///
     /// # Errors
     /// As [`add_region`](Heap::add_region), plus [`RegionError::MetadataTooSmall`], and
-    /// [`RegionError::Overlaps`] if `meta` overlaps the region.
+    /// [`RegionError::Overlaps`] if `meta` overlaps the region, a region of this heap or the
+    /// metadata of one.
     ///
     /// # Safety
     /// - Memory in `[start, start + len)` is not used by anything else while the heap hands it
@@ -653,7 +660,7 @@ impl Heap {
             meta.as_ptr() as usize,
             meta.as_ptr() as usize + meta.len() * 8,
         );
-        if ms < e && s < me {
+        if (ms < e && s < me) || self.overlaps(ms, me) {
             return Err(RegionError::Overlaps);
         }
         self.push_tree(Tree::new(meta, s, len, ustart, uend, &plan, zeroed), start);

@@ -317,6 +317,12 @@ impl Tree {
         a >= self.start && a < self.end
     }
 
+    /// The bytes of this tree's metadata, `[start, end)`.
+    pub(crate) fn meta_range(&self) -> (usize, usize) {
+        let start = self.meta.as_ptr() as usize;
+        (start, start + core::mem::size_of_val(&*self.meta))
+    }
+
     /// The address is inside the region as given (usable range, metadata, alignment slack).
     #[inline]
     pub(crate) fn owns(&self, a: usize) -> bool {

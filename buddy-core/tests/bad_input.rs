@@ -335,6 +335,64 @@ fn overlapping_regions_are_refused() {
     assert_eq!(h.regions(), 2);
 }
 
+/// Leaked, zeroed memory of `words` words.
+fn leaked(words: usize) -> &'static mut [u64] {
+    Box::leak(vec![0u64; words].into_boxed_slice())
+}
+
+#[test]
+fn a_region_over_another_regions_metadata_is_refused() {
+    let mut h = Heap::with_config(Config::new().min_block(4096).exact_fit(false));
+    let len = 1 << 20;
+    let words = metadata_words(len, 4096);
+    // Region A's metadata apart from it, at the start of 32 KiB the test owns.
+    let mem = leaked(4096);
+    let mem_start = mem.as_mut_ptr().cast::<u8>();
+    let meta_a = &mut mem[..words];
+    // Region A is never dereferenced (metadata apart): a made-up address will do.
+    let a = std::ptr::without_provenance_mut::<u8>(0x4000_0000);
+    // SAFETY: the heap never touches a region whose metadata is apart.
+    unsafe { h.add_region_with_metadata(a, len, meta_a) }.unwrap();
+    let before = h.stats();
+    // A region over A's metadata: carving its own there would overwrite A's bitmaps.
+    assert_eq!(
+        // SAFETY: refused before any byte is touched (what the test checks).
+        unsafe { h.add_region(mem_start, 16 << 10) },
+        Err(RegionError::Overlaps)
+    );
+    assert_eq!(
+        // SAFETY: as above.
+        unsafe { h.add_region_with_metadata(mem_start.wrapping_add(8), 16 << 10, leaked(words)) },
+        Err(RegionError::Overlaps)
+    );
+    unchanged(&h, &before);
+    assert_eq!(h.regions(), 1);
+    h.check().unwrap();
+}
+
+#[test]
+fn metadata_inside_another_region_is_refused() {
+    let mut h = Heap::with_config(Config::new().min_block(4096).exact_fit(false));
+    let words = metadata_words(1 << 20, 4096);
+    // Region D: 32 KiB the test owns, metadata apart (the heap never touches D itself).
+    let mem = leaked(4096);
+    let d = mem.as_mut_ptr().cast::<u8>();
+    // SAFETY: as above; `mem` is only used below for metadata the heap must refuse.
+    unsafe { h.add_region_with_metadata(d, 32 << 10, leaked(words)) }.unwrap();
+    let before = h.stats();
+    // Region C's metadata inside D: zeroing it would clobber blocks D hands out.
+    let c = std::ptr::without_provenance_mut::<u8>(0x4000_0000);
+    let in_d = &mut mem[100..100 + words];
+    assert_eq!(
+        // SAFETY: refused before any byte is touched (what the test checks).
+        unsafe { h.add_region_with_metadata(c, 1 << 20, in_d) },
+        Err(RegionError::Overlaps)
+    );
+    unchanged(&h, &before);
+    assert_eq!(h.regions(), 1);
+    h.check().unwrap();
+}
+
 #[test]
 fn a_full_heap_refuses_more_regions() {
     let mut h = Heap::new();
