@@ -831,8 +831,10 @@ impl<O: Os> BuddyAlloc<O> {
         }
     }
 
-    /// Resizes a block: in place when its heap can (or, for a direct mapping, when the mapping
-    /// is long enough), else by moving it.
+    /// Resizes a block: in place when its heap can, else by moving it. A direct mapping
+    /// shrunk to a size a chunk serves moves into a chunk (and is unmapped), or when no chunk
+    /// has room stays where it is; otherwise it stays where it is when the mapping is long
+    /// enough.
     ///
     /// # Safety
     /// As [`deallocate_block`](Self::deallocate_block) for `ptr` and `layout`. On success the
@@ -889,26 +891,22 @@ impl<O: Os> BuddyAlloc<O> {
                 }
             }
             Some(_) => {}
-            None => {
-                if !self.fits_chunk(new)
-                    && self
-                        .find_direct(ptr, false)
-                        .is_some_and(|d| new_size <= d.len)
-                {
-                    // The mapping stays as long as it is; the pages past the new size go
-                    // back to the OS by the purge policy, as a block's in a chunk do.
-                    if new_size < layout.size()
-                        && let Some(tail) = NonNull::new(ptr.as_ptr().wrapping_add(new_size))
-                    {
-                        self.purge_freed(tail, layout.size() - new_size);
-                    }
-                    return Some(ptr);
-                }
+            // A request a chunk can serve moves into one (the rest of the mapping is unmapped
+            // with it); a larger one stays in the mapping if it is long enough.
+            None if !self.fits_chunk(new) && self.resize_direct_in_place(ptr, layout, new_size) => {
+                return Some(ptr);
             }
+            None => {}
         }
         // SAFETY: the caller's contract is `move_block`'s.
         if let Some(q) = unsafe { self.move_block(ptr, layout, new) } {
             return Some(q);
+        }
+        // Refused (at the limit, no chunk has room): a direct mapping long enough keeps the
+        // block where it is rather than fail a shrink; a success is not a failed request.
+        if self.chunk_of(ptr).is_none() && self.resize_direct_in_place(ptr, layout, new_size) {
+            self.counters.failed.fetch_sub(1, Relaxed);
+            return Some(ptr);
         }
         // Refused: the room may be a neighbour that waits in its heap's deferred cache (a
         // request never fails while cached blocks could serve it). Merge them, try in place
@@ -929,6 +927,25 @@ impl<O: Os> BuddyAlloc<O> {
             }
         }
         None
+    }
+
+    /// Resizes the direct mapping at `ptr`, allocated with `layout`, to `new_size` bytes where
+    /// it is, if the mapping is that long: it stays as long as it is, and the pages past the
+    /// new size go back to the OS by the purge policy, as a block's in a chunk do. False, and
+    /// nothing changed, if `ptr` is not a direct mapping or is too short.
+    fn resize_direct_in_place(&self, ptr: NonNull<u8>, layout: Layout, new_size: usize) -> bool {
+        if self
+            .find_direct(ptr, false)
+            .is_none_or(|d| new_size > d.len)
+        {
+            return false;
+        }
+        if new_size < layout.size()
+            && let Some(tail) = NonNull::new(ptr.as_ptr().wrapping_add(new_size))
+        {
+            self.purge_freed(tail, layout.size() - new_size);
+        }
+        true
     }
 
     /// Moves a block to a new one for `new` (copying what fits), then frees the old one.

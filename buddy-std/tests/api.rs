@@ -212,6 +212,53 @@ fn shrinking_a_direct_mapping_purges_its_tail() {
     }
 }
 
+/// A direct mapping shrunk to a size a chunk serves moves into a chunk, and at the memory
+/// limit, with no chunk room, stays where it is instead (review repro: the shrink failed).
+#[test]
+fn at_the_limit_a_direct_mapping_shrinks_below_a_chunk_where_it_is() {
+    let a = BuddyAlloc::with_config(
+        Config::new()
+            .chunk_size(MIB)
+            .memory_limit(8 * MIB)
+            .shards(1),
+    );
+    // SAFETY: valid layouts; every block is live with the size it is used with.
+    unsafe {
+        let whole_chunk = a.alloc(l(MIB, 8));
+        let big = a.alloc(l(7 * MIB, 8)); // a direct mapping: the limit is reached
+        assert!(!whole_chunk.is_null() && !big.is_null());
+        fill(big, 7 * MIB, 3);
+        let before = a.stats();
+        let q = a.realloc(big, l(7 * MIB, 8), 512 << 10);
+        assert_eq!(q, big, "no chunk has room: the mapping keeps the block");
+        assert!((0..512 << 10).all(|i| *q.add(i) == pattern(3, i)));
+        let after = a.stats();
+        assert_eq!(after.heap.failed_requests, before.heap.failed_requests);
+        assert_eq!(after.os.direct_allocations, before.os.direct_allocations);
+        // Through `Allocator::shrink` as well; then freed with the last layout.
+        let r = allocator_api2::alloc::Allocator::shrink(
+            &&a,
+            NonNull::new(q).unwrap(),
+            l(512 << 10, 8),
+            l(1000, 8),
+        )
+        .expect("shrink at the limit");
+        assert_eq!(r.cast::<u8>().as_ptr(), big);
+        a.dealloc(big, l(1000, 8));
+        assert_eq!(a.stats().os.direct_allocations, 0);
+        // With room in a chunk, the same shrink moves the block into it.
+        a.dealloc(whole_chunk, l(MIB, 8));
+        let big = a.alloc(l(7 * MIB, 8));
+        assert!(!big.is_null());
+        let q = a.realloc(big, l(7 * MIB, 8), 512 << 10);
+        assert!(!q.is_null() && q != big, "moved into the chunk");
+        assert_eq!(a.stats().os.direct_allocations, 0, "the mapping is gone");
+        a.dealloc(q, l(512 << 10, 8));
+    }
+    assert_eq!(a.stats().live_allocations(), 0);
+    a.check().unwrap();
+}
+
 /// `free` and `usable_size` of a pointer that is not ours, on an allocator that has mapped
 /// nothing yet: refused as foreign (Miri found them computing an address from a null
 /// directory on this path).
