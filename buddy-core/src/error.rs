@@ -7,6 +7,22 @@ use core::fmt;
 /// Bad requests (`ZeroSize`, `SizeOverflow`, `AlignTooLarge`, `TooLarge`) are rejected before
 /// anything is touched. `OutOfMemory` may first have coalesced deferred free blocks (the only
 /// state change: no allocation and no free byte is lost), see [`Heap::flush`](crate::Heap::flush).
+///
+/// ```
+/// use buddy_core::{AllocError, Heap};
+/// use core::alloc::Layout;
+/// let mut heap = Heap::new(); // no region yet
+/// match heap.alloc(Layout::from_size_align(100, 8).unwrap()) {
+///     Err(AllocError::OutOfMemory { size }) => assert_eq!(size, 100),
+///     other => panic!("expected OutOfMemory, got {other:?}"),
+/// }
+/// let mem = Box::leak(Box::new([core::mem::MaybeUninit::uninit(); 8192]));
+/// heap.add_region_from_slice(mem).unwrap();
+/// let e = heap.alloc(Layout::from_size_align(8, 1 << 20).unwrap()).unwrap_err();
+/// assert_eq!(e, AllocError::AlignTooLarge { align: 1 << 20 });
+/// assert_eq!(heap.alloc(Layout::new::<()>()), Err(AllocError::ZeroSize));
+/// assert_eq!(heap.stats().failed_requests, 3);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum AllocError {
@@ -52,6 +68,24 @@ impl fmt::Display for AllocError {
 impl core::error::Error for AllocError {}
 
 /// Why a size-less [`free`](crate::Heap::free) was refused. The heap is unchanged.
+///
+/// ```
+/// use buddy_core::{FreeError, Heap};
+/// use core::alloc::Layout;
+/// use core::ptr::NonNull;
+/// let mem = Box::leak(Box::new([core::mem::MaybeUninit::uninit(); 8192]));
+/// let mut heap = Heap::new();
+/// heap.add_region_from_slice(mem).unwrap();
+/// let p = heap.alloc(Layout::from_size_align(256, 8).unwrap()).unwrap();
+/// let local = 0u64;
+/// // SAFETY: (all) p + 16 lies inside p's block; wrong pointers are refused, changing nothing.
+/// unsafe {
+///     assert_eq!(heap.free(NonNull::from(&local).cast()), Err(FreeError::Foreign));
+///     assert_eq!(heap.free(p.add(16)), Err(FreeError::Interior));
+///     assert_eq!(heap.free(p), Ok(256));
+///     assert!(matches!(heap.free(p), Err(FreeError::DoubleFree)));
+/// }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FreeError {
@@ -77,6 +111,24 @@ impl fmt::Display for FreeError {
 impl core::error::Error for FreeError {}
 
 /// Why a region was not added. The heap is unchanged.
+///
+/// ```
+/// use buddy_core::{metadata_words, Heap, RegionError};
+/// let meta = || -> &'static mut [u64] { Box::leak(vec![0; metadata_words(1 << 16, 16)].into()) };
+/// let at = core::ptr::without_provenance_mut::<u8>; // "physical" addresses, never dereferenced
+/// let mut heap = Heap::new();
+/// // SAFETY: (all) the ranges are used by nothing else; the heap never dereferences them.
+/// unsafe {
+///     heap.add_region_with_metadata(at(0x10_0000), 1 << 16, meta()).unwrap();
+///     let overlapping = heap.add_region_with_metadata(at(0x10_8000), 1 << 16, meta());
+///     assert_eq!(overlapping, Err(RegionError::Overlaps));
+///     match heap.add_region_with_metadata(at(0x20_0000), 1 << 16, &mut []) {
+///         Err(RegionError::MetadataTooSmall { needed, got }) => assert!(got == 0 && needed > 0),
+///         other => panic!("expected MetadataTooSmall, got {other:?}"),
+///     }
+/// }
+/// assert_eq!(heap.regions(), 1);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RegionError {
@@ -138,6 +190,24 @@ impl core::error::Error for RegionError {}
 
 /// What [`Heap::check`](crate::Heap::check) found wrong. Seeing one is always a bug (in buddy,
 /// or memory corruption of the metadata itself).
+///
+/// A sound program cannot corrupt the metadata, so the example below matches on the result of
+/// a passing check, and builds an error by hand to show what one prints:
+///
+/// ```
+/// use buddy_core::{CheckError, Heap};
+/// use core::alloc::Layout;
+/// let mem = Box::leak(Box::new([core::mem::MaybeUninit::uninit(); 8192]));
+/// let mut heap = Heap::new();
+/// heap.add_region_from_slice(mem).unwrap();
+/// heap.alloc(Layout::new::<u64>()).unwrap();
+/// match heap.check() {
+///     Ok(()) => {}
+///     Err(CheckError { what, addr, order }) => panic!("{what} at {addr:#x}, order {order}"),
+/// }
+/// let e = CheckError { what: "block cached twice", addr: 0x1000, order: 4 };
+/// assert_eq!(e.to_string(), "heap check failed: block cached twice (block 0x1000, order 4)");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CheckError {
     /// Which invariant failed.

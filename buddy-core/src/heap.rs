@@ -56,6 +56,16 @@ pub const DEFAULT_EXACT_FIT_PIECES: u32 = 4;
 
 impl Config {
     /// 16-byte minimum block, exact fit on.
+    ///
+    /// ```
+    /// use buddy_core::{Config, DEFAULT_EXACT_FIT_ABOVE, DEFAULT_EXACT_FIT_PIECES};
+    /// let c = Config::new();
+    /// assert_eq!(c.block(), 16);
+    /// assert!(c.is_exact_fit());
+    /// assert_eq!(c.exact_fit_threshold(), DEFAULT_EXACT_FIT_ABOVE);
+    /// assert_eq!(c.exact_fit_max_pieces(), DEFAULT_EXACT_FIT_PIECES);
+    /// assert_eq!(c, Config::default());
+    /// ```
     pub const fn new() -> Config {
         Config {
             min_block_x: 0,
@@ -90,6 +100,19 @@ impl Config {
 
     /// Sets the minimum block: a power of two from 8 bytes to 2^40 (checked when a region is
     /// added: [`RegionError::BadMinBlock`]). 4096 serves page frames.
+    ///
+    /// ```
+    /// use buddy_core::{Config, Heap, RegionError};
+    /// use core::alloc::Layout;
+    /// let mem = Box::leak(Box::new([core::mem::MaybeUninit::uninit(); 1 << 16]));
+    /// let mut frames = Heap::with_config(Config::new().min_block(4096));
+    /// frames.add_region_from_slice(mem).unwrap();
+    /// let p = frames.alloc(Layout::new::<u8>()).unwrap();
+    /// assert_eq!(frames.usable_size(p), Ok(4096)); // no block is smaller
+    /// let mem = Box::leak(Box::new([core::mem::MaybeUninit::uninit(); 4096]));
+    /// let mut bad = Heap::with_config(Config::new().min_block(24)); // not a power of two
+    /// assert_eq!(bad.add_region_from_slice(mem), Err(RegionError::BadMinBlock { min_block: 24 }));
+    /// ```
     pub const fn min_block(self, min_block: usize) -> Config {
         Config {
             min_block_x: min_block ^ DEFAULT_MIN_BLOCK,
@@ -103,6 +126,18 @@ impl Config {
     /// (5000 bytes: 5120 = 4096 + 1024, where a power of two would take 8192) and the unused
     /// tail of its block goes back to the free lists at once. Off: every request is rounded up
     /// to a power of two.
+    ///
+    /// ```
+    /// use buddy_core::{Config, Heap};
+    /// use core::alloc::Layout;
+    /// for (on, size) in [(true, 5120), (false, 8192)] {
+    ///     let mem = Box::leak(Box::new([core::mem::MaybeUninit::uninit(); 1 << 16]));
+    ///     let mut heap = Heap::with_config(Config::new().exact_fit(on));
+    ///     heap.add_region_from_slice(mem).unwrap();
+    ///     let p = heap.alloc(Layout::from_size_align(5000, 8).unwrap()).unwrap();
+    ///     assert_eq!(heap.usable_size(p), Ok(size));
+    /// }
+    /// ```
     pub const fn exact_fit(self, on: bool) -> Config {
         Config {
             exact_fit_off: !on,
@@ -119,6 +154,18 @@ impl Config {
     ///
     /// A lower threshold packs tighter and costs time: [`Config::compact`] (512 bytes, with 5
     /// pieces) is the measured trade-off.
+    ///
+    /// ```
+    /// use buddy_core::{Config, Heap};
+    /// use core::alloc::Layout;
+    /// let mem = Box::leak(Box::new([core::mem::MaybeUninit::uninit(); 1 << 16]));
+    /// let mut heap = Heap::with_config(Config::new().exact_fit_above(1024));
+    /// heap.add_region_from_slice(mem).unwrap();
+    /// let small = heap.alloc(Layout::from_size_align(1000, 8).unwrap()).unwrap();
+    /// assert_eq!(heap.usable_size(small), Ok(1024)); // at most 1024 bytes: one block
+    /// let run = heap.alloc(Layout::from_size_align(1500, 8).unwrap()).unwrap();
+    /// assert_eq!(heap.usable_size(run), Ok(1536)); // 1024 + 512, where the default takes 2048
+    /// ```
     pub const fn exact_fit_above(self, bytes: usize) -> Config {
         Config {
             exact_fit_above_x: bytes ^ DEFAULT_EXACT_FIT_ABOVE,
@@ -155,21 +202,47 @@ impl Config {
     }
 
     /// Most pieces an exact-fit run is cut into.
+    ///
+    /// ```
+    /// use buddy_core::{Config, DEFAULT_EXACT_FIT_PIECES};
+    /// assert_eq!(Config::new().exact_fit_max_pieces(), DEFAULT_EXACT_FIT_PIECES);
+    /// assert_eq!(Config::compact().exact_fit_max_pieces(), 5);
+    /// assert_eq!(Config::new().exact_fit_pieces(0).exact_fit_max_pieces(), 1); // 0 counts as 1
+    /// ```
     pub const fn exact_fit_max_pieces(&self) -> u32 {
         self.exact_fit_pieces_x ^ DEFAULT_EXACT_FIT_PIECES
     }
 
     /// The minimum block in bytes.
+    ///
+    /// ```
+    /// use buddy_core::Config;
+    /// assert_eq!(Config::new().block(), 16);
+    /// assert_eq!(Config::new().min_block(4096).block(), 4096);
+    /// ```
     pub const fn block(&self) -> usize {
         self.min_block_x ^ DEFAULT_MIN_BLOCK
     }
 
     /// Whether exact fit is on.
+    ///
+    /// ```
+    /// use buddy_core::Config;
+    /// assert!(Config::new().is_exact_fit());
+    /// assert!(!Config::new().exact_fit(false).is_exact_fit());
+    /// ```
     pub const fn is_exact_fit(&self) -> bool {
         !self.exact_fit_off
     }
 
     /// Size up to which requests take one power-of-two block even with exact fit on.
+    ///
+    /// ```
+    /// use buddy_core::Config;
+    /// assert_eq!(Config::new().exact_fit_threshold(), 4096);
+    /// assert_eq!(Config::compact().exact_fit_threshold(), 512);
+    /// assert_eq!(Config::new().exact_fit_above(1024).exact_fit_threshold(), 1024);
+    /// ```
     pub const fn exact_fit_threshold(&self) -> usize {
         self.exact_fit_above_x ^ DEFAULT_EXACT_FIT_ABOVE
     }
@@ -415,11 +488,33 @@ impl core::fmt::Debug for Heap {
 impl Heap {
     /// An empty heap with the default [`Config`]; usable in a `static`. All zero bits, so a
     /// `static` heap lives in `.bss` and costs no flash image.
+    ///
+    /// ```
+    /// use buddy_core::{AllocError, Config, Heap};
+    /// use core::alloc::Layout;
+    /// static HEAP: spin::Mutex<Heap> = spin::Mutex::new(Heap::new());
+    /// let mut heap = HEAP.lock();
+    /// assert_eq!((heap.regions(), heap.config()), (0, Config::new()));
+    /// // No region yet: nothing to allocate from.
+    /// let e = heap.alloc(Layout::new::<u64>());
+    /// assert_eq!(e, Err(AllocError::OutOfMemory { size: 8 }));
+    /// ```
     pub const fn new() -> Heap {
         Heap::with_config(Config::new())
     }
 
     /// An empty heap with `config`.
+    ///
+    /// ```
+    /// use buddy_core::{Config, Heap};
+    /// use core::alloc::Layout;
+    /// let mem = Box::leak(Box::new([core::mem::MaybeUninit::uninit(); 8192]));
+    /// let mut heap = Heap::with_config(Config::new().min_block(64));
+    /// assert_eq!(heap.regions(), 0);
+    /// heap.add_region_from_slice(mem).unwrap();
+    /// let p = heap.alloc(Layout::new::<u8>()).unwrap();
+    /// assert_eq!(heap.usable_size(p), Ok(64)); // the configured minimum block
+    /// ```
     pub const fn with_config(config: Config) -> Heap {
         Heap {
             config,
@@ -477,11 +572,28 @@ impl Heap {
     }
 
     /// The configuration.
+    ///
+    /// ```
+    /// use buddy_core::{Config, Heap};
+    /// let heap = Heap::with_config(Config::compact());
+    /// assert_eq!(heap.config(), Config::compact());
+    /// assert_eq!(heap.config().exact_fit_threshold(), 512);
+    /// ```
     pub const fn config(&self) -> Config {
         self.config
     }
 
     /// Number of regions added.
+    ///
+    /// ```
+    /// use buddy_core::Heap;
+    /// use core::mem::MaybeUninit;
+    /// let mut heap = Heap::new();
+    /// assert_eq!(heap.regions(), 0);
+    /// heap.add_region_from_slice(Box::leak(Box::new([MaybeUninit::uninit(); 4096]))).unwrap();
+    /// heap.add_region_from_slice(Box::leak(Box::new([MaybeUninit::uninit(); 4096]))).unwrap();
+    /// assert_eq!(heap.regions(), 2);
+    /// ```
     pub fn regions(&self) -> usize {
         self.trees.len()
     }
@@ -518,6 +630,21 @@ impl Heap {
     /// About 2.4% of the region goes to metadata at 16-byte blocks (see [`metadata_words`]).
     /// The region may start and end anywhere; blocks stay aligned to their size in absolute
     /// addresses.
+    ///
+    /// ```
+    /// use buddy_core::Heap;
+    /// use core::alloc::Layout;
+    ///
+    /// static mut RAM: [u8; 1 << 16] = [0; 1 << 16];
+    /// let ram = (&raw mut RAM).cast::<u8>();
+    /// let mut heap = Heap::new();
+    /// // SAFETY: RAM is used by nothing but this heap (its first 3 bytes by nothing at all).
+    /// unsafe { heap.add_region(ram.wrapping_add(3), (1 << 16) - 3) }.unwrap();
+    /// let (start, end) = heap.ranges().next().unwrap();
+    /// assert!(start > ram as usize + 3 && end <= ram as usize + (1 << 16)); // metadata in front
+    /// let p = heap.alloc(Layout::from_size_align(256, 8).unwrap()).unwrap();
+    /// assert_eq!(p.as_ptr() as usize % 256, 0); // aligned to its size, whatever the start
+    /// ```
     ///
     /// # Errors
     /// [`RegionError`] if `start` is null, the range wraps, overlaps a region of this heap
@@ -607,6 +734,19 @@ impl Heap {
     /// known to be all zeros already, such as fresh anonymous memory from the OS: the heap
     /// skips zero-filling it, so its pages are touched only as the heap's bitmaps need them
     /// (a few words for an aligned region, instead of all ~2.4% of it).
+    ///
+    /// ```
+    /// use buddy_core::{metadata_words, Config, Heap};
+    ///
+    /// const LEN: usize = 1 << 20;
+    /// // Zeroed metadata (in a real program: fresh pages from the OS, untouched so far).
+    /// let meta: &'static mut [u64] = Box::leak(vec![0; metadata_words(LEN, 4096)].into());
+    /// let mut frames = Heap::with_config(Config::new().min_block(4096));
+    /// let phys = core::ptr::without_provenance_mut::<u8>(0x4000_0000); // never dereferenced
+    /// // SAFETY: the "RAM" is used by nothing else, and every word of `meta` is zero.
+    /// unsafe { frames.add_region_with_zeroed_metadata(phys, LEN, meta) }.unwrap();
+    /// assert_eq!(frames.stats().free_bytes, LEN); // metadata apart: all of it is usable
+    /// ```
     ///
     /// # Errors
     /// As [`add_region_with_metadata`](Heap::add_region_with_metadata).
@@ -770,6 +910,20 @@ impl Heap {
     }
 
     /// Allocates a block for `layout`: aligned to `layout.align()`, at least `layout.size()` bytes.
+    ///
+    /// ```
+    /// use buddy_core::{AllocError, Heap};
+    /// use core::alloc::Layout;
+    /// let mem = Box::leak(Box::new([core::mem::MaybeUninit::uninit(); 8192]));
+    /// let mut heap = Heap::new();
+    /// heap.add_region_from_slice(mem).unwrap();
+    /// let p = heap.alloc(Layout::from_size_align(100, 64).unwrap()).unwrap();
+    /// assert_eq!(p.as_ptr() as usize % 64, 0);
+    /// assert!(heap.usable_size(p).unwrap() >= 100);
+    /// let huge = Layout::from_size_align(1 << 20, 8).unwrap();
+    /// assert_eq!(heap.alloc(huge), Err(AllocError::TooLarge { size: 1 << 20 }));
+    /// assert_eq!(heap.stats().live_allocations, 1); // the refusal changed nothing
+    /// ```
     ///
     /// # Errors
     /// [`AllocError`]; the heap is then unchanged (an out-of-memory failure may first coalesce
@@ -1059,6 +1213,21 @@ impl Heap {
 
     /// Frees a block allocated with `layout`.
     ///
+    /// ```
+    /// use buddy_core::Heap;
+    /// use core::alloc::Layout;
+    /// let mem = Box::leak(Box::new([core::mem::MaybeUninit::uninit(); 8192]));
+    /// let mut heap = Heap::new();
+    /// heap.add_region_from_slice(mem).unwrap();
+    /// let free_before = heap.stats().free_bytes;
+    /// let layout = Layout::from_size_align(256, 16).unwrap();
+    /// let p = heap.alloc(layout).unwrap();
+    /// // SAFETY: p came from this heap with this layout, and nothing uses it any more.
+    /// unsafe { heap.dealloc(p, layout) };
+    /// assert_eq!(heap.stats().live_allocations, 0);
+    /// assert_eq!(heap.stats().free_bytes, free_before);
+    /// ```
+    ///
     /// # Safety
     /// - `ptr` was returned by [`alloc`](Heap::alloc) (or `realloc`) of this heap with this
     ///   `layout` (for `realloc`, the new size and the old alignment) and is not freed yet.
@@ -1115,6 +1284,21 @@ impl Heap {
     ///
     /// A pointer that is not the start of a live allocation is refused and nothing changes.
     ///
+    /// ```
+    /// use buddy_core::{FreeError, Heap};
+    /// use core::alloc::Layout;
+    /// let mem = Box::leak(Box::new([core::mem::MaybeUninit::uninit(); 1 << 16]));
+    /// let mut heap = Heap::new();
+    /// heap.add_region_from_slice(mem).unwrap();
+    /// let p = heap.alloc(Layout::from_size_align(5000, 8).unwrap()).unwrap();
+    /// // SAFETY: p + 16 lies inside p's allocation; a pointer into it is refused, changing nothing.
+    /// assert_eq!(unsafe { heap.free(p.add(16)) }, Err(FreeError::Interior));
+    /// // SAFETY: p is live and nothing uses it any more.
+    /// assert_eq!(unsafe { heap.free(p) }, Ok(5120)); // the size comes from the metadata
+    /// // SAFETY: a double free is detected and changes nothing.
+    /// assert_eq!(unsafe { heap.free(p) }, Err(FreeError::DoubleFree));
+    /// ```
+    ///
     /// # Errors
     /// [`FreeError::DoubleFree`], [`FreeError::Interior`] or [`FreeError::Foreign`].
     ///
@@ -1146,6 +1330,20 @@ impl Heap {
 
     /// Size in bytes of the allocation starting at `ptr` (at least what was asked), checked
     /// like [`free`](Heap::free) but changing nothing.
+    ///
+    /// ```
+    /// use buddy_core::{FreeError, Heap};
+    /// use core::alloc::Layout;
+    /// use core::ptr::NonNull;
+    /// let mem = Box::leak(Box::new([core::mem::MaybeUninit::uninit(); 8192]));
+    /// let mut heap = Heap::new();
+    /// heap.add_region_from_slice(mem).unwrap();
+    /// let p = heap.alloc(Layout::from_size_align(100, 8).unwrap()).unwrap();
+    /// assert_eq!(heap.usable_size(p), Ok(128)); // one power-of-two block
+    /// assert_eq!(heap.usable_size(p), Ok(128)); // still live: nothing changed
+    /// let local = 0u64;
+    /// assert_eq!(heap.usable_size(NonNull::from(&local).cast()), Err(FreeError::Foreign));
+    /// ```
     ///
     /// # Errors
     /// As [`free`](Heap::free).
@@ -1301,6 +1499,23 @@ impl Heap {
     /// [`flush`](Heap::flush) for the caches). Then in place, then into a new block. So a
     /// block may move even where it could have grown or shrunk in place; use
     /// [`realloc_in_place`](Heap::realloc_in_place) to never move.
+    ///
+    /// ```
+    /// use buddy_core::Heap;
+    /// use core::alloc::Layout;
+    /// let mem = Box::leak(Box::new([core::mem::MaybeUninit::uninit(); 8192]));
+    /// let mut heap = Heap::new();
+    /// heap.add_region_from_slice(mem).unwrap();
+    /// let old = Layout::from_size_align(64, 8).unwrap();
+    /// let p = heap.alloc(old).unwrap();
+    /// // SAFETY: p is live and 64 bytes long.
+    /// unsafe { p.write_bytes(7, 64) };
+    /// // SAFETY: p was allocated with `old`, is live, and is not used after this call.
+    /// let q = unsafe { heap.realloc(p, old, 1000) }.unwrap();
+    /// assert_eq!(heap.usable_size(q), Ok(1024));
+    /// // SAFETY: q is live and at least 1000 bytes long; its first 64 came from p.
+    /// assert!((0..64).all(|i| unsafe { q.add(i).read() } == 7));
+    /// ```
     ///
     /// # Errors
     /// [`AllocError`] if no block fits; `ptr` is then still valid and the heap unchanged.
@@ -1477,6 +1692,25 @@ impl Heap {
     /// [`Stats`]; the only visible difference is the shape of the free lists. After freeing
     /// everything, call `flush` to get the heap back to exactly its initial shape.
     ///
+    /// ```
+    /// use buddy_core::Heap;
+    /// use core::alloc::Layout;
+    /// let mem = Box::leak(Box::new([core::mem::MaybeUninit::uninit(); 8192]));
+    /// let mut heap = Heap::new();
+    /// heap.add_region_from_slice(mem).unwrap();
+    /// let initial = heap.stats().free_blocks;
+    /// let l = Layout::new::<[u8; 48]>();
+    /// let blocks = [heap.alloc(l).unwrap(), heap.alloc(l).unwrap(), heap.alloc(l).unwrap()];
+    /// for p in blocks {
+    ///     // SAFETY: p came from this heap with `l`, and is freed once.
+    ///     unsafe { heap.dealloc(p, l) };
+    /// }
+    /// assert_eq!(heap.stats().cached_blocks, 3); // free, but not merged yet
+    /// heap.flush();
+    /// assert_eq!(heap.stats().cached_blocks, 0);
+    /// assert_eq!(heap.stats().free_blocks, initial);
+    /// ```
+    ///
     /// # Time Complexity
     /// `O(log n)` for each of at most `12 ×` [`CACHE_SLOTS`](crate::CACHE_SLOTS) cached
     /// blocks (1536 on 64-bit targets, 384 on 32-bit ones) and 512 cached runs, plus one pass
@@ -1491,6 +1725,22 @@ impl Heap {
 
     /// Statistics: free blocks per order (`/proc/buddyinfo` via `Display`), live and high-water
     /// bytes, requested vs handed-out bytes, failed requests, largest free block.
+    ///
+    /// ```
+    /// use buddy_core::Heap;
+    /// use core::alloc::Layout;
+    /// let mem = Box::leak(Box::new([core::mem::MaybeUninit::uninit(); 8192]));
+    /// let mut heap = Heap::new();
+    /// heap.add_region_from_slice(mem).unwrap();
+    /// let p = heap.alloc(Layout::new::<[u8; 100]>()).unwrap();
+    /// assert!(heap.alloc(Layout::new::<[u8; 0]>()).is_err()); // a failed request
+    /// // SAFETY: p is live and nothing uses it any more.
+    /// unsafe { heap.free(p) }.unwrap();
+    /// let s = heap.stats();
+    /// assert_eq!((s.live_allocations, s.allocated_bytes, s.high_water_bytes), (0, 0, 128));
+    /// assert_eq!((s.requested_bytes_total, s.allocated_bytes_total), (100, 128));
+    /// assert_eq!((s.failed_requests, s.free_bytes), (1, s.managed_bytes));
+    /// ```
     ///
     /// # Time Complexity
     /// `O(regions × orders)`; the counters behind it cost nothing on the alloc path beyond
@@ -1558,6 +1808,19 @@ impl Heap {
     /// Verifies the whole structure: bitmaps, summaries, counts, the cache, and that no two
     /// free buddies were left unmerged. For tests and debugging: `O(n)` in minimum blocks.
     ///
+    /// ```
+    /// use buddy_core::Heap;
+    /// use core::alloc::Layout;
+    /// let mem = Box::leak(Box::new([core::mem::MaybeUninit::uninit(); 8192]));
+    /// let mut heap = Heap::new();
+    /// heap.add_region_from_slice(mem).unwrap();
+    /// let p = heap.alloc(Layout::from_size_align(300, 8).unwrap()).unwrap();
+    /// assert_eq!(heap.check(), Ok(()));
+    /// // SAFETY: p is live and nothing uses it any more.
+    /// unsafe { heap.free(p) }.unwrap();
+    /// assert_eq!(heap.check(), Ok(()));
+    /// ```
+    ///
     /// # Errors
     /// The first broken invariant found.
     pub fn check(&self) -> Result<(), CheckError> {
@@ -1611,11 +1874,42 @@ impl Heap {
 
     /// The usable ranges `(start, end)` of the regions, in the order they were added (for
     /// maps and tests; metadata carved from a region lies before its `start`).
+    ///
+    /// ```
+    /// use buddy_core::{metadata_words, Heap};
+    /// let mut heap = Heap::new();
+    /// let meta = Box::leak(vec![0; metadata_words(4096, 16)].into());
+    /// let phys = core::ptr::without_provenance_mut::<u8>(0x10_0000); // never dereferenced
+    /// // SAFETY: the range is used by nothing else (and the heap never dereferences it).
+    /// unsafe { heap.add_region_with_metadata(phys, 4096, meta) }.unwrap();
+    /// let mem = Box::leak(Box::new([core::mem::MaybeUninit::uninit(); 8192]));
+    /// let start = mem.as_ptr() as usize;
+    /// heap.add_region_from_slice(mem).unwrap();
+    /// let ranges: Vec<(usize, usize)> = heap.ranges().collect();
+    /// assert_eq!(ranges[0], (0x10_0000, 0x10_1000)); // metadata apart: the whole region
+    /// assert!(ranges[1].0 > start && ranges[1].1 <= start + 8192); // metadata carved in front
+    /// ```
     pub fn ranges(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
         self.trees.iter().map(|t| (t.start, t.end))
     }
 
     /// State of the minimum block at `addr`: for maps like the demo's. `O(log n)`.
+    ///
+    /// ```
+    /// use buddy_core::{BlockState, Heap};
+    /// use core::alloc::Layout;
+    /// let mem = Box::leak(Box::new([core::mem::MaybeUninit::uninit(); 8192]));
+    /// let start = mem.as_ptr() as usize;
+    /// let mut heap = Heap::new();
+    /// heap.add_region_from_slice(mem).unwrap();
+    /// let p = heap.alloc(Layout::new::<[u8; 64]>()).unwrap();
+    /// assert_eq!(heap.block_state(p.as_ptr() as usize + 32), BlockState::Used);
+    /// assert_eq!(heap.block_state(start), BlockState::Metadata); // carved from the front
+    /// assert_eq!(heap.block_state(0x10), BlockState::Outside);
+    /// // SAFETY: p is live and nothing uses it any more.
+    /// unsafe { heap.free(p) }.unwrap();
+    /// assert_eq!(heap.block_state(p.as_ptr() as usize), BlockState::Free); // cached, yet free
+    /// ```
     pub fn block_state(&self, addr: usize) -> BlockState {
         let Some(t) = self.tree_of(addr) else {
             return BlockState::Outside;
@@ -1642,6 +1936,16 @@ impl Heap {
 }
 
 /// What [`Heap::block_state`] reports for an address.
+///
+/// ```
+/// use buddy_core::{BlockState, Heap};
+/// let mem = Box::leak(Box::new([core::mem::MaybeUninit::uninit(); 8192]));
+/// let mut heap = Heap::new();
+/// heap.add_region_from_slice(mem).unwrap();
+/// let (start, end) = heap.ranges().next().unwrap();
+/// let free = (start..end).step_by(16).filter(|&a| heap.block_state(a) == BlockState::Free);
+/// assert_eq!(free.count() * 16, heap.stats().free_bytes); // a fresh heap: all free
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BlockState {

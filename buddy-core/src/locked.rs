@@ -31,16 +31,49 @@ pub struct LockedHeap(spin::Mutex<Heap>);
 
 impl LockedHeap {
     /// An empty locked heap with the default [`Config`].
+    ///
+    /// ```
+    /// use buddy_core::{Config, LockedHeap};
+    /// static HEAP: LockedHeap = LockedHeap::new();
+    /// let heap = HEAP.lock();
+    /// assert_eq!((heap.regions(), heap.config()), (0, Config::new()));
+    /// ```
     pub const fn new() -> LockedHeap {
         LockedHeap(spin::Mutex::new(Heap::new()))
     }
 
     /// An empty locked heap with `config`.
+    ///
+    /// ```
+    /// use buddy_core::{Config, LockedHeap};
+    /// use core::alloc::{GlobalAlloc, Layout};
+    /// use core::ptr::NonNull;
+    ///
+    /// static FRAMES: LockedHeap = LockedHeap::with_config(Config::new().min_block(4096));
+    /// let mem = Box::leak(Box::new([core::mem::MaybeUninit::uninit(); 1 << 16]));
+    /// FRAMES.lock().add_region_from_slice(mem).unwrap();
+    /// // SAFETY: a non-zero size.
+    /// let p = NonNull::new(unsafe { FRAMES.alloc(Layout::new::<u8>()) }).unwrap();
+    /// assert_eq!(FRAMES.lock().usable_size(p), Ok(4096)); // the configured minimum block
+    /// ```
     pub const fn with_config(config: Config) -> LockedHeap {
         LockedHeap(spin::Mutex::new(Heap::with_config(config)))
     }
 
     /// Locks the heap (to add regions, read stats, or call it directly).
+    ///
+    /// ```
+    /// use buddy_core::LockedHeap;
+    /// use core::alloc::Layout;
+    /// static HEAP: LockedHeap = LockedHeap::new();
+    /// let mem = Box::leak(Box::new([core::mem::MaybeUninit::uninit(); 8192]));
+    /// let mut heap = HEAP.lock();
+    /// heap.add_region_from_slice(mem).unwrap();
+    /// let p = heap.alloc(Layout::new::<[u8; 100]>()).unwrap();
+    /// assert_eq!(heap.stats().live_allocations, 1);
+    /// // SAFETY: p is live and nothing uses it any more.
+    /// assert_eq!(unsafe { heap.free(p) }, Ok(128));
+    /// ```
     pub fn lock(&self) -> spin::MutexGuard<'_, Heap> {
         self.0.lock()
     }

@@ -141,6 +141,17 @@ impl Stats {
 
     /// Share of the handed-out bytes that was asked for, over the heap's life (1.0 = no
     /// internal fragmentation). 1.0 when nothing was allocated yet.
+    ///
+    /// ```
+    /// use buddy_core::Heap;
+    /// use core::alloc::Layout;
+    /// let mem = Box::leak(Box::new([core::mem::MaybeUninit::uninit(); 8192]));
+    /// let mut heap = Heap::new();
+    /// heap.add_region_from_slice(mem).unwrap();
+    /// assert_eq!(heap.stats().fill_ratio(), 1.0);
+    /// heap.alloc(Layout::new::<[u8; 96]>()).unwrap(); // a 128-byte block
+    /// assert_eq!(heap.stats().fill_ratio(), 0.75);
+    /// ```
     pub fn fill_ratio(&self) -> f64 {
         if self.allocated_bytes_total == 0 {
             1.0

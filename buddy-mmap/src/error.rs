@@ -5,6 +5,13 @@ use core::fmt;
 use rustix::io::Errno;
 
 /// The operation that failed, with the arguments the caller asked for (before any rounding).
+///
+/// ```
+/// use buddy_mmap::{Op, Region};
+/// let err = Region::reserve_aligned(100, 3).unwrap_err();
+/// assert_eq!(err.op(), Op::ReserveAligned { len: 100, align: 3 });
+/// assert!(matches!(err.op(), Op::ReserveAligned { align: 3, .. }));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Op {
@@ -51,6 +58,19 @@ impl fmt::Display for Op {
 }
 
 /// Why arguments were rejected before the OS was called.
+///
+/// ```
+/// use buddy_mmap::{Invalid, Region, page_size};
+/// let region = Region::reserve(page_size())?;
+/// // SAFETY: refused before the OS is called: nothing changes.
+/// let misaligned = unsafe { region.purge(1, page_size()) }.unwrap_err();
+/// assert_eq!(misaligned.invalid_reason(), Some(Invalid::Misaligned));
+/// // SAFETY: as above.
+/// let past_end = unsafe { region.purge(0, 2 * page_size()) }.unwrap_err();
+/// assert_eq!(past_end.invalid_reason(), Some(Invalid::OutOfRange));
+/// assert_eq!(Invalid::OutOfRange.to_string(), "range extends past the end of the region");
+/// # Ok::<(), buddy_mmap::MmapError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Invalid {
@@ -90,6 +110,20 @@ impl fmt::Display for Invalid {
 ///
 /// Sizes print in B, KiB, MiB, GiB, TiB, PiB or EiB when exact, else in bytes; offsets print in
 /// bytes.
+///
+/// ```
+/// use buddy_mmap::{Errno, FaultyOs, Invalid, MmapError, Op, Region};
+/// let os = FaultyOs::new().fail_map_after(0); // refuses every mapping
+/// match Region::reserve_in(4 << 20, &os) {
+///     Err(MmapError::Os { op, errno }) => {
+///         assert_eq!((op, errno), (Op::Reserve { len: 4 << 20 }, Errno::NOMEM));
+///     }
+///     other => panic!("expected an OS error, got {other:?}"),
+/// }
+/// let err = Region::reserve(0).unwrap_err(); // rejected before the OS is called
+/// assert!(matches!(err, MmapError::Invalid { reason: Invalid::ZeroLength, .. }));
+/// assert_eq!(err.to_string(), "reserve 0 B: invalid argument: length is zero");
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum MmapError {
@@ -119,6 +153,12 @@ impl MmapError {
     }
 
     /// The operation that failed, with the caller's arguments.
+    ///
+    /// ```
+    /// use buddy_mmap::{Op, Region};
+    /// let err = Region::reserve(0).unwrap_err();
+    /// assert_eq!(err.op(), Op::Reserve { len: 0 });
+    /// ```
     #[must_use]
     pub const fn op(&self) -> Op {
         match *self {
@@ -127,6 +167,13 @@ impl MmapError {
     }
 
     /// The OS error, if the OS was called and refused.
+    ///
+    /// ```
+    /// use buddy_mmap::{Errno, FaultyOs, Region};
+    /// let os = FaultyOs::new().fail_map_after(0).with_errno(Errno::AGAIN);
+    /// assert_eq!(Region::reserve_in(4096, &os).unwrap_err().errno(), Some(Errno::AGAIN));
+    /// assert_eq!(Region::reserve(0).unwrap_err().errno(), None); // the OS was not called
+    /// ```
     #[must_use]
     pub const fn errno(&self) -> Option<Errno> {
         match *self {
@@ -136,6 +183,14 @@ impl MmapError {
     }
 
     /// Why the arguments were rejected, if they were rejected before calling the OS.
+    ///
+    /// ```
+    /// use buddy_mmap::{FaultyOs, Invalid, Region};
+    /// let err = Region::reserve(usize::MAX).unwrap_err();
+    /// assert_eq!(err.invalid_reason(), Some(Invalid::Overflow));
+    /// let os = FaultyOs::new().fail_map_after(0);
+    /// assert_eq!(Region::reserve_in(4096, &os).unwrap_err().invalid_reason(), None);
+    /// ```
     #[must_use]
     pub const fn invalid_reason(&self) -> Option<Invalid> {
         match *self {

@@ -8,6 +8,13 @@ use rustix::io::Errno;
 ///
 /// `getpagesize()`, read once from the auxiliary vector by `rustix` and cached.
 ///
+/// ```
+/// let page = buddy_mmap::page_size();
+/// assert!(page.is_power_of_two() && page >= 4096);
+/// assert_eq!(buddy_mmap::Region::reserve(1)?.len(), page);
+/// # Ok::<(), buddy_mmap::MmapError>(())
+/// ```
+///
 /// # References
 ///  - [Linux `getauxval(AT_PAGESZ)`](https://man7.org/linux/man-pages/man3/getauxval.3.html)
 #[inline]
@@ -33,6 +40,20 @@ fn map_args_ok(len: usize, align: usize) -> bool {
 /// [`page_size`] and `align` a power of two no smaller than it, with `len + align` not above
 /// `isize::MAX`. Because `map` is safe to call, an implementation must still answer any other
 /// arguments with an error (not undefined behaviour).
+///
+/// ```
+/// use buddy_mmap::{Os, SystemOs, page_size};
+/// let (os, page) = (SystemOs, page_size());
+/// let p = os.map(page, page).unwrap();
+/// // SAFETY: (all) p is a fresh mapping of one page from `map`, used by nothing else.
+/// unsafe {
+///     assert_eq!(p.read(), 0); // zero-filled
+///     p.write(1);
+///     os.purge(p, page).unwrap();
+///     assert_eq!(p.read(), 0); // zero again after a purge
+///     os.unmap(p, page, page).unwrap();
+/// }
+/// ```
 ///
 /// # Safety
 ///
@@ -148,6 +169,15 @@ unsafe impl<T: Os + ?Sized> Os for &T {
 /// [`std::alloc::System`] (zeroed, with the requested alignment), `purge` writes zeros over the
 /// range (the observable effect of `MADV_DONTNEED` on private anonymous memory), and
 /// `advise_huge` fails with `EINVAL` like a kernel without transparent huge pages.
+///
+/// ```
+/// use buddy_mmap::{Region, SystemOs};
+/// // `Region::reserve` is `Region::reserve_in(len, SystemOs)`.
+/// let region = Region::reserve_aligned_in(1 << 16, 1 << 16, SystemOs)?;
+/// assert_eq!(region.as_ptr() as usize % (1 << 16), 0);
+/// assert_eq!(*region.os(), SystemOs);
+/// # Ok::<(), buddy_mmap::MmapError>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct SystemOs;
 

@@ -21,6 +21,17 @@ use crate::os::{Os, SystemOs, page_size};
 /// takes another one, for instance a [`FaultyOs`](crate::FaultyOs) in tests.
 ///
 /// No method allocates heap memory or panics.
+///
+/// ```
+/// use buddy_mmap::{Region, page_size};
+/// let region = Region::reserve(100)?;
+/// assert_eq!(region.len(), page_size()); // rounded up to a whole page
+/// assert_eq!(region.as_ptr() as usize % page_size(), 0);
+/// // SAFETY: the region's bytes are readable, and only this code uses them.
+/// assert_eq!(unsafe { region.as_ptr().add(99).read() }, 0); // it starts zeroed
+/// drop(region); // unmapped
+/// # Ok::<(), buddy_mmap::MmapError>(())
+/// ```
 pub struct Region<O: Os = SystemOs> {
     ptr: NonNull<u8>,
     len: usize,
@@ -44,6 +55,16 @@ impl Region<SystemOs> {
     /// Reserves `len` bytes (rounded up to whole pages) of zeroed memory from the OS,
     /// page-aligned.
     ///
+    /// ```
+    /// use buddy_mmap::{Invalid, Region, page_size};
+    /// let region = Region::reserve(3 * page_size() + 1)?;
+    /// assert_eq!(region.len(), 4 * page_size());
+    /// assert_eq!(region.as_ptr() as usize % page_size(), 0);
+    /// let err = Region::reserve(0).unwrap_err();
+    /// assert_eq!(err.invalid_reason(), Some(Invalid::ZeroLength));
+    /// # Ok::<(), buddy_mmap::MmapError>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`Invalid::ZeroLength`] if `len` is 0, [`Invalid::Overflow`] if the rounded length
@@ -59,6 +80,18 @@ impl Region<SystemOs> {
     /// asked for `len + align - page_size()` bytes and the excess head and tail are unmapped at
     /// once, so only `len` bytes stay reserved.
     ///
+    /// ```
+    /// use buddy_mmap::{Invalid, Region, page_size};
+    /// let huge = Region::reserve_aligned(page_size(), 2 << 20)?;
+    /// assert_eq!(huge.as_ptr() as usize % (2 << 20), 0);
+    /// assert_eq!((huge.len(), huge.align()), (page_size(), 2 << 20));
+    /// let small = Region::reserve_aligned(page_size(), 8)?;
+    /// assert_eq!(small.align(), page_size()); // raised to the page size
+    /// let err = Region::reserve_aligned(page_size(), 3).unwrap_err();
+    /// assert_eq!(err.invalid_reason(), Some(Invalid::AlignNotPowerOfTwo));
+    /// # Ok::<(), buddy_mmap::MmapError>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// As [`reserve`](Self::reserve), plus [`Invalid::AlignNotPowerOfTwo`], and
@@ -71,6 +104,18 @@ impl Region<SystemOs> {
 impl<O: Os> Region<O> {
     /// [`reserve`](Region::reserve) through the given OS layer.
     ///
+    /// ```
+    /// use buddy_mmap::{Errno, FaultyOs, Region};
+    /// let os = FaultyOs::new().byte_budget(1 << 20);
+    /// let region = Region::reserve_in(1 << 20, &os)?;
+    /// assert_eq!(os.mapped_bytes(), 1 << 20);
+    /// let err = Region::reserve_in(4096, &os).unwrap_err(); // over the budget
+    /// assert_eq!(err.errno(), Some(Errno::NOMEM));
+    /// drop(region);
+    /// assert_eq!(os.mapped_bytes(), 0);
+    /// # Ok::<(), buddy_mmap::MmapError>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// As [`reserve`](Region::reserve); errors from `os` are reported as they come.
@@ -79,6 +124,15 @@ impl<O: Os> Region<O> {
     }
 
     /// [`reserve_aligned`](Region::reserve_aligned) through the given OS layer.
+    ///
+    /// ```
+    /// use buddy_mmap::{FaultyOs, Region};
+    /// let os = FaultyOs::new();
+    /// let region = Region::reserve_aligned_in(1 << 16, 1 << 20, &os)?;
+    /// assert_eq!(region.as_ptr() as usize % (1 << 20), 0);
+    /// assert_eq!((os.map_calls(), os.mapped_bytes()), (1, 1 << 16));
+    /// # Ok::<(), buddy_mmap::MmapError>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -119,24 +173,56 @@ impl<O: Os> Region<O> {
     /// The start of the region.
     ///
     /// Valid for reads and writes of [`len`](Self::len) bytes while the region lives.
+    ///
+    /// ```
+    /// use buddy_mmap::Region;
+    /// let region = Region::reserve(1 << 16)?;
+    /// let p = region.as_ptr();
+    /// // SAFETY: p is valid for `len` bytes, and only this code uses them.
+    /// unsafe {
+    ///     p.add(region.len() - 1).write(42);
+    ///     assert_eq!(p.add(region.len() - 1).read(), 42);
+    /// }
+    /// # Ok::<(), buddy_mmap::MmapError>(())
+    /// ```
     #[inline]
     pub const fn as_ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
     }
 
     /// The start of the region, as a `NonNull`.
+    ///
+    /// ```
+    /// use buddy_mmap::Region;
+    /// let region = Region::reserve(4096)?;
+    /// assert_eq!(region.as_non_null().as_ptr(), region.as_ptr());
+    /// # Ok::<(), buddy_mmap::MmapError>(())
+    /// ```
     #[inline]
     pub const fn as_non_null(&self) -> NonNull<u8> {
         self.ptr
     }
 
     /// The length in bytes: the requested length rounded up to whole pages.
+    ///
+    /// ```
+    /// use buddy_mmap::{Region, page_size};
+    /// assert_eq!(Region::reserve(1)?.len(), page_size());
+    /// assert_eq!(Region::reserve(page_size() + 1)?.len(), 2 * page_size());
+    /// # Ok::<(), buddy_mmap::MmapError>(())
+    /// ```
     #[inline]
     pub const fn len(&self) -> usize {
         self.len
     }
 
     /// Always `false`: a region holds at least one page.
+    ///
+    /// ```
+    /// use buddy_mmap::Region;
+    /// assert!(!Region::reserve(1)?.is_empty());
+    /// # Ok::<(), buddy_mmap::MmapError>(())
+    /// ```
     #[inline]
     pub const fn is_empty(&self) -> bool {
         self.len == 0
@@ -144,18 +230,42 @@ impl<O: Os> Region<O> {
 
     /// The alignment the start address was reserved with: the page size, or the `align`
     /// given to [`reserve_aligned`](Region::reserve_aligned) if larger.
+    ///
+    /// ```
+    /// use buddy_mmap::{Region, page_size};
+    /// assert_eq!(Region::reserve(4096)?.align(), page_size());
+    /// assert_eq!(Region::reserve_aligned(4096, 1 << 20)?.align(), 1 << 20);
+    /// # Ok::<(), buddy_mmap::MmapError>(())
+    /// ```
     #[inline]
     pub const fn align(&self) -> usize {
         self.align
     }
 
     /// The OS layer the region was reserved through.
+    ///
+    /// ```
+    /// use buddy_mmap::{FaultyOs, Region};
+    /// let region = Region::reserve_in(4096, FaultyOs::new())?;
+    /// assert_eq!(region.os().map_calls(), 1);
+    /// # Ok::<(), buddy_mmap::MmapError>(())
+    /// ```
     #[inline]
     pub const fn os(&self) -> &O {
         &self.os
     }
 
     /// Whether `ptr` points into the region.
+    ///
+    /// ```
+    /// use buddy_mmap::Region;
+    /// let region = Region::reserve(4096)?;
+    /// let start = region.as_ptr();
+    /// assert!(region.contains(start) && region.contains(start.wrapping_add(4095)));
+    /// assert!(!region.contains(start.wrapping_add(region.len())));
+    /// assert!(!region.contains(start.wrapping_sub(1)));
+    /// # Ok::<(), buddy_mmap::MmapError>(())
+    /// ```
     #[inline]
     pub fn contains(&self, ptr: *const u8) -> bool {
         ptr.addr().wrapping_sub(self.ptr.as_ptr().addr()) < self.len
@@ -169,6 +279,21 @@ impl<O: Os> Region<O> {
     /// region; `len == 0` does nothing.
     ///
     /// Under Miri the range is validated the same way and then overwritten with zeros.
+    ///
+    /// ```
+    /// use buddy_mmap::{Invalid, Region, page_size};
+    /// let page = page_size();
+    /// let region = Region::reserve(2 * page)?;
+    /// // SAFETY: the region is ours alone; no reference into it is live.
+    /// unsafe {
+    ///     region.as_ptr().write_bytes(0xAB, 2 * page);
+    ///     region.purge(page, page)?; // the second page only
+    ///     assert_eq!((region.as_ptr().read(), region.as_ptr().add(page).read()), (0xAB, 0));
+    ///     let err = region.purge(page, 2 * page).unwrap_err();
+    ///     assert_eq!(err.invalid_reason(), Some(Invalid::OutOfRange));
+    /// }
+    /// # Ok::<(), buddy_mmap::MmapError>(())
+    /// ```
     ///
     /// # Safety
     ///
@@ -212,6 +337,19 @@ impl<O: Os> Region<O> {
     ///
     /// Only advice: contents are unchanged. Huge pages fit only where the region is aligned to
     /// them, so reserve with [`reserve_aligned`](Region::reserve_aligned) (2 MiB on `x86_64`).
+    ///
+    /// ```
+    /// use buddy_mmap::{Errno, Region};
+    /// let region = Region::reserve_aligned(2 << 20, 2 << 20)?;
+    /// // SAFETY: the region is ours alone.
+    /// unsafe { region.as_ptr().write(7) };
+    /// if let Err(e) = region.advise_huge() {
+    ///     assert_eq!(e.errno(), Some(Errno::INVAL)); // a kernel without transparent huge pages
+    /// }
+    /// // SAFETY: as above.
+    /// assert_eq!(unsafe { region.as_ptr().read() }, 7); // only advice: contents unchanged
+    /// # Ok::<(), buddy_mmap::MmapError>(())
+    /// ```
     ///
     /// # Errors
     ///

@@ -285,6 +285,13 @@ impl BuddyAlloc<SystemOs> {
     loom_const_fn! {
         /// An allocator with the default [`Config`], taking memory from the OS. Reserves
         /// nothing until the first allocation.
+        ///
+        /// ```
+        /// use buddy_std::{BuddyAlloc, Config};
+        /// static A: BuddyAlloc = BuddyAlloc::new();
+        /// assert_eq!(*A.config(), Config::new());
+        /// assert_eq!(A.stats().os.reserved_bytes, 0); // nothing reserved yet
+        /// ```
         #[must_use]
         pub const fn new() -> BuddyAlloc {
             BuddyAlloc::with_config(Config::new())
@@ -293,6 +300,20 @@ impl BuddyAlloc<SystemOs> {
 
     loom_const_fn! {
         /// An allocator with `config`, taking memory from the OS.
+        ///
+        /// ```
+        /// use buddy_std::{BuddyAlloc, Config};
+        /// use std::alloc::{GlobalAlloc, Layout};
+        ///
+        /// static A: BuddyAlloc =
+        ///     BuddyAlloc::with_config(Config::new().chunk_size(1 << 20).memory_limit(1 << 20));
+        /// let l = Layout::from_size_align(768 << 10, 8).unwrap();
+        /// // SAFETY: a non-zero size.
+        /// let p = unsafe { A.alloc(l) };
+        /// assert!(!p.is_null());
+        /// // SAFETY: as above.
+        /// assert!(unsafe { A.alloc(l) }.is_null()); // past the 1 MiB limit: null, no abort
+        /// ```
         ///
         /// # Panics
         /// If [`config.validate()`](Config::validate) fails: at compile time in a `static`.
@@ -362,11 +383,29 @@ impl<O: Os> BuddyAlloc<O> {
     }
 
     /// The configuration.
+    ///
+    /// ```
+    /// use buddy_std::{BuddyAlloc, Config};
+    /// let a = BuddyAlloc::with_config(Config::new().shards(2));
+    /// assert_eq!(a.config().shard_count(), 2);
+    /// assert_eq!(a.config().min_block_bytes(), 16);
+    /// ```
     pub const fn config(&self) -> &Config {
         &self.config
     }
 
     /// The OS layer.
+    ///
+    /// ```
+    /// use buddy_mmap::FaultyOs;
+    /// use buddy_std::{BuddyAlloc, Config};
+    /// use std::alloc::{GlobalAlloc, Layout};
+    /// let a = BuddyAlloc::with_os(Config::new().chunk_size(1 << 20).memory_limit(1 << 20), FaultyOs::new());
+    /// assert_eq!(a.os().map_calls(), 0); // nothing reserved yet
+    /// // SAFETY: a non-zero size; freed with the same layout.
+    /// unsafe { a.dealloc(a.alloc(Layout::new::<u64>()), Layout::new::<u64>()) };
+    /// assert!(a.os().map_calls() > 0);
+    /// ```
     pub const fn os(&self) -> &O {
         &self.os
     }
@@ -1014,6 +1053,21 @@ impl<O: Os> BuddyAlloc<O> {
     /// The size of the allocation at `ptr` (at least what was asked, as rounded by the heap),
     /// checked like [`free`](Self::free) but changing nothing.
     ///
+    /// ```
+    /// use buddy_std::{BuddyAlloc, Config};
+    /// use std::alloc::{GlobalAlloc, Layout};
+    /// use std::ptr::NonNull;
+    ///
+    /// let a = BuddyAlloc::with_config(Config::new().chunk_size(1 << 20).memory_limit(4 << 20));
+    /// // SAFETY: a non-zero size.
+    /// let p = NonNull::new(unsafe { a.alloc(Layout::from_size_align(5000, 8).unwrap()) }).unwrap();
+    /// assert_eq!(a.usable_size(p), Ok(5120)); // exact fit: 4096 + 1024
+    /// let big = Layout::from_size_align(3 << 19, 8).unwrap(); // larger than a chunk
+    /// // SAFETY: as above.
+    /// let q = NonNull::new(unsafe { a.alloc(big) }).unwrap();
+    /// assert_eq!(a.usable_size(q), Ok(3 << 19)); // a mapping of its own
+    /// ```
+    ///
     /// # Errors
     /// As [`free`](Self::free).
     pub fn usable_size(&self, ptr: NonNull<u8>) -> Result<usize, FreeError> {
@@ -1035,6 +1089,21 @@ impl<O: Os> BuddyAlloc<O> {
 
     /// Statistics: the heaps of all chunks as one, plus what is held from the OS. Locks each
     /// chunk in turn, briefly; reserves nothing.
+    ///
+    /// ```
+    /// use buddy_std::{BuddyAlloc, Config};
+    /// use std::alloc::{GlobalAlloc, Layout};
+    ///
+    /// let a = BuddyAlloc::with_config(Config::new().chunk_size(1 << 20).memory_limit(4 << 20));
+    /// assert_eq!((a.stats().os.chunks, a.stats().os.reserved_bytes), (0, 0));
+    /// // SAFETY: a non-zero size.
+    /// let p = unsafe { a.alloc(Layout::new::<[u8; 100]>()) };
+    /// let s = a.stats();
+    /// assert_eq!((s.heap.live_allocations, s.heap.allocated_bytes), (1, 128));
+    /// assert_eq!((s.os.chunks, s.os.committed_bytes), (1, 1 << 20));
+    /// // SAFETY: allocated above with this layout.
+    /// unsafe { a.dealloc(p, Layout::new::<[u8; 100]>()) };
+    /// ```
     pub fn stats(&self) -> Stats {
         let active = self.active.load(Acquire);
         let mut heap: Option<buddy_core::Stats> = None;
@@ -1086,6 +1155,16 @@ impl<O: Os> BuddyAlloc<O> {
     /// [`ShardBy::Thread`](crate::ShardBy::Thread) threads take shards round-robin, in the
     /// order they first allocate; with [`ShardBy::Stack`](crate::ShardBy::Stack) the address
     /// of the thread's stack picks it.
+    ///
+    /// ```
+    /// use buddy_std::{BuddyAlloc, Config, ShardBy};
+    /// static A: BuddyAlloc = BuddyAlloc::with_config(Config::new().shards(2));
+    /// let shard = A.current_shard();
+    /// assert!(shard < 2);
+    /// assert_eq!(A.current_shard(), shard); // a thread keeps its shard
+    /// let b = BuddyAlloc::with_config(Config::new().shards(3).shard_by(ShardBy::Stack));
+    /// assert!(b.current_shard() < 3);
+    /// ```
     #[inline]
     pub fn current_shard(&self) -> usize {
         let id = match self.config.shard_selection() {
@@ -1168,6 +1247,22 @@ impl<O: Os> BuddyAlloc<O> {
     /// Gives back what [`fork_prepare`](Self::fork_prepare) took, in the parent after `fork`
     /// (`pthread_atfork`'s `parent` handler).
     ///
+    /// ```
+    /// use buddy_std::{BuddyAlloc, Config};
+    /// use std::alloc::{GlobalAlloc, Layout};
+    ///
+    /// static A: BuddyAlloc =
+    ///     BuddyAlloc::with_config(Config::new().chunk_size(1 << 20).memory_limit(1 << 20));
+    /// // SAFETY: a non-zero size.
+    /// unsafe { A.alloc(Layout::new::<u64>()) };
+    /// A.fork_prepare(); // every lock taken ... (fork() would run here)
+    /// // SAFETY: this thread called fork_prepare just now, and nothing since.
+    /// unsafe { A.fork_parent() }; // ... and given back: another thread allocates again
+    /// // SAFETY: a non-zero size.
+    /// let other = std::thread::spawn(|| unsafe { A.alloc(Layout::new::<u64>()) } as usize);
+    /// assert_ne!(other.join().unwrap(), 0);
+    /// ```
+    ///
     /// # Safety
     /// The calling thread called `fork_prepare` on this allocator, and neither this nor
     /// [`fork_child`](Self::fork_child) since.
@@ -1180,6 +1275,35 @@ impl<O: Os> BuddyAlloc<O> {
     /// (`pthread_atfork`'s `child` handler). The child's only thread then has the allocator
     /// in the consistent state the parent's threads left it in: every block allocated before
     /// the fork is live in the child too, and can be freed there.
+    ///
+    /// Not run: it forks the process that runs the doctests (the child frees a block
+    /// allocated before the fork).
+    ///
+    /// ```no_run
+    /// use buddy_std::BuddyAlloc;
+    /// use std::alloc::{GlobalAlloc, Layout};
+    /// unsafe extern "C" {
+    ///     fn fork() -> i32;
+    ///     fn _exit(status: i32) -> !;
+    /// }
+    /// static A: BuddyAlloc = BuddyAlloc::new();
+    /// let l = Layout::new::<u64>();
+    /// // SAFETY: a non-zero size.
+    /// let p = unsafe { A.alloc(l) };
+    /// A.fork_prepare();
+    /// // SAFETY: fork has no preconditions; the child calls only fork_child, A and _exit.
+    /// if unsafe { fork() } == 0 {
+    ///     // SAFETY: the child of a fork by the thread that called fork_prepare; p is live here
+    ///     // too (allocated before the fork) and freed once.
+    ///     unsafe {
+    ///         A.fork_child();
+    ///         A.dealloc(p, l);
+    ///         _exit(if A.check().is_ok() { 0 } else { 1 })
+    ///     }
+    /// }
+    /// // SAFETY: this thread called fork_prepare and nothing since.
+    /// unsafe { A.fork_parent() };
+    /// ```
     ///
     /// # Safety
     /// The calling thread is the child of a `fork` made by a thread that called
@@ -1220,6 +1344,19 @@ impl<O: Os> BuddyAlloc<O> {
 
     /// The statistics of chunk `i` alone, and the shard that owns it; `None` if there is no
     /// such chunk (yet).
+    ///
+    /// ```
+    /// use buddy_std::{BuddyAlloc, Config};
+    /// use std::alloc::{GlobalAlloc, Layout};
+    ///
+    /// let a = BuddyAlloc::with_config(Config::new().chunk_size(1 << 20).memory_limit(4 << 20).shards(1));
+    /// assert!(a.chunk_stats(0).is_none()); // no chunk yet
+    /// // SAFETY: a non-zero size.
+    /// unsafe { a.alloc(Layout::new::<u64>()) };
+    /// let (owner, s) = a.chunk_stats(0).unwrap();
+    /// assert_eq!((owner, s.live_allocations, s.managed_bytes), (0, 1, 1 << 20));
+    /// assert!(a.chunk_stats(1).is_none());
+    /// ```
     pub fn chunk_stats(&self, i: usize) -> Option<(usize, buddy_core::Stats)> {
         let c = self.chunk(i)?;
         Some((c.owner, c.heap().stats()))
@@ -1227,6 +1364,20 @@ impl<O: Os> BuddyAlloc<O> {
 
     /// Coalesces the deferred-coalescing cache of every chunk ([`Heap::flush`]): after
     /// everything is freed, the heaps are back to their initial shape.
+    ///
+    /// ```
+    /// use buddy_std::{BuddyAlloc, Config};
+    /// use std::alloc::{GlobalAlloc, Layout};
+    ///
+    /// let a = BuddyAlloc::with_config(Config::new().chunk_size(1 << 20).memory_limit(1 << 20));
+    /// let l = Layout::new::<[u8; 64]>();
+    /// // SAFETY: a non-zero size; freed once with the same layout.
+    /// unsafe { a.dealloc(a.alloc(l), l) };
+    /// assert_eq!(a.stats().heap.cached_blocks, 1); // free, but not merged yet
+    /// a.flush();
+    /// let s = a.stats().heap;
+    /// assert_eq!((s.cached_blocks, s.largest_free_block), (0, 1 << 20)); // one whole chunk again
+    /// ```
     pub fn flush(&self) {
         for i in 0..self.active.load(Acquire) {
             if let Some(c) = self.chunk(i) {
@@ -1312,6 +1463,22 @@ impl<O: Os> BuddyAlloc<O> {
     /// Verifies every chunk's heap ([`Heap::check`]) and the accounting of the limit. For
     /// tests and debugging: `O(n)` in minimum blocks; meaningful when no other thread is
     /// allocating.
+    ///
+    /// ```
+    /// use buddy_std::{BuddyAlloc, Config};
+    /// use std::alloc::{GlobalAlloc, Layout};
+    ///
+    /// let a = BuddyAlloc::with_config(Config::new().chunk_size(1 << 20).memory_limit(4 << 20));
+    /// let (small, big) = (Layout::new::<u64>(), Layout::from_size_align(2 << 20, 8).unwrap());
+    /// // SAFETY: non-zero sizes; each block freed once with its layout.
+    /// unsafe {
+    ///     let (p, q) = (a.alloc(small), a.alloc(big));
+    ///     assert_eq!(a.check(), Ok(()));
+    ///     a.dealloc(p, small);
+    ///     a.dealloc(q, big);
+    /// }
+    /// assert_eq!(a.check(), Ok(()));
+    /// ```
     ///
     /// # Errors
     /// The first broken invariant found.
@@ -1544,6 +1711,19 @@ unsafe impl<O: Os> Allocator for &BuddyAlloc<O> {
 }
 
 /// Why a [`BuddyArena`] could not be made.
+///
+/// ```
+/// use buddy_mmap::{Errno, FaultyOs};
+/// use buddy_std::{ArenaError, BuddyArena, Config, ConfigError};
+///
+/// match BuddyArena::new(0) {
+///     Err(ArenaError::Config(e)) => assert_eq!(e, ConfigError::Limit),
+///     other => panic!("expected a configuration error, got {other:?}"),
+/// }
+/// let refusing = FaultyOs::new().fail_map_after(0);
+/// let e = BuddyArena::with_config_in(Config::new(), refusing).unwrap_err();
+/// assert_eq!(e, ArenaError::Os(Errno::NOMEM));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ArenaError {
@@ -1602,6 +1782,15 @@ impl BuddyArena<SystemOs> {
     /// chunks. Blocks of up to the chunk size; larger requests get mappings of their own
     /// within the capacity.
     ///
+    /// ```
+    /// use buddy_std::{ArenaError, BuddyArena, ConfigError};
+    /// let arena = BuddyArena::new(100 << 10)?; // one chunk of 128 KiB
+    /// let config = arena.as_alloc().config();
+    /// assert_eq!((config.chunk_bytes(), config.limit_bytes()), (128 << 10, 128 << 10));
+    /// assert_eq!(BuddyArena::new(0).unwrap_err(), ArenaError::Config(ConfigError::Limit));
+    /// # Ok::<(), ArenaError>(())
+    /// ```
+    ///
     /// # Errors
     /// [`ArenaError::Config`] for a capacity of 0 or one too large, [`ArenaError::Os`] if the
     /// OS refuses the memory.
@@ -1611,6 +1800,17 @@ impl BuddyArena<SystemOs> {
 
     /// An arena with `config` (its memory limit is the capacity).
     ///
+    /// ```
+    /// use buddy_std::{BuddyArena, Config, Purge};
+    /// let config = Config::new().chunk_size(1 << 20).memory_limit(2 << 20).purge(Purge::Never);
+    /// let arena = BuddyArena::with_config(config)?;
+    /// assert_eq!(*arena.as_alloc().config(), config);
+    /// let os = arena.stats().os;
+    /// assert_eq!((os.chunk_capacity, os.limit_bytes), (2, 2 << 20));
+    /// assert!(os.reserved_bytes >= 2 << 20); // reserved up front
+    /// # Ok::<(), buddy_std::ArenaError>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`new`](Self::new).
     pub fn with_config(config: Config) -> Result<BuddyArena, ArenaError> {
@@ -1618,6 +1818,16 @@ impl BuddyArena<SystemOs> {
     }
 
     /// The configuration [`new`](Self::new) uses for `capacity`.
+    ///
+    /// ```
+    /// use buddy_std::BuddyArena;
+    /// let small = BuddyArena::config_for(1000)?; // one chunk, at least 64 KiB
+    /// assert_eq!((small.chunk_bytes(), small.limit_bytes(), small.shard_count()), (64 << 10, 64 << 10, 1));
+    /// let large = BuddyArena::config_for(100 << 20)?; // 64 MiB chunks
+    /// assert_eq!((large.chunk_bytes(), large.limit_bytes()), (64 << 20, 128 << 20));
+    /// assert!(BuddyArena::config_for(0).is_err());
+    /// # Ok::<(), buddy_std::ArenaError>(())
+    /// ```
     ///
     /// # Errors
     /// [`ArenaError::Config`] for a capacity of 0 or one too large.
@@ -1645,6 +1855,17 @@ impl BuddyArena<SystemOs> {
 impl<O: Os> BuddyArena<O> {
     /// An arena with `config`, taking its memory through `os`.
     ///
+    /// ```
+    /// use buddy_mmap::FaultyOs;
+    /// use buddy_std::{BuddyArena, Config};
+    /// let os = FaultyOs::new();
+    /// let arena = BuddyArena::with_config_in(Config::new().chunk_size(1 << 20).memory_limit(1 << 20), &os)?;
+    /// assert!(os.mapped_bytes() >= 1 << 20); // reserved now, before any allocation
+    /// drop(arena);
+    /// assert_eq!(os.mapped_bytes(), 0); // and all given back
+    /// # Ok::<(), buddy_std::ArenaError>(())
+    /// ```
+    ///
     /// # Errors
     /// [`ArenaError::Config`] if `config` is invalid, [`ArenaError::Os`] if `os` refuses.
     pub fn with_config_in(config: Config, os: O) -> Result<BuddyArena<O>, ArenaError> {
@@ -1655,11 +1876,36 @@ impl<O: Os> BuddyArena<O> {
     }
 
     /// The arena as a [`BuddyAlloc`]: `GlobalAlloc`, size-less `free`, `check`, and the rest.
+    ///
+    /// ```
+    /// use buddy_std::BuddyArena;
+    /// use std::alloc::{GlobalAlloc, Layout};
+    /// use std::ptr::NonNull;
+    /// let arena = BuddyArena::new(1 << 20)?;
+    /// let a = arena.as_alloc();
+    /// // SAFETY: a non-zero size.
+    /// let p = NonNull::new(unsafe { a.alloc(Layout::new::<[u8; 100]>()) }).unwrap();
+    /// // SAFETY: p is live and nothing uses it any more.
+    /// assert_eq!(unsafe { a.free(p) }, Ok(128)); // size-less, like C's free
+    /// assert_eq!(a.check(), Ok(()));
+    /// # Ok::<(), buddy_std::ArenaError>(())
+    /// ```
     pub const fn as_alloc(&self) -> &BuddyAlloc<O> {
         &self.alloc
     }
 
     /// Statistics (see [`BuddyAlloc::stats`]).
+    ///
+    /// ```
+    /// use allocator_api2::vec::Vec;
+    /// use buddy_std::BuddyArena;
+    /// let arena = BuddyArena::new(1 << 20)?;
+    /// let mut v: Vec<u64, _> = Vec::with_capacity_in(16, &arena); // 128 bytes
+    /// v.push(1);
+    /// let s = arena.stats();
+    /// assert_eq!((s.live_allocations(), s.allocated_bytes()), (1, 128));
+    /// # Ok::<(), buddy_std::ArenaError>(())
+    /// ```
     pub fn stats(&self) -> Stats {
         self.alloc.stats()
     }

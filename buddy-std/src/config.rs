@@ -17,6 +17,18 @@ pub(crate) const HEADER_BOUND: usize = 64 << 10;
 ///
 /// The allocator never reads or writes the memory it manages (all its state is out of band),
 /// so a purged page stays out of memory until a program writes to it again.
+///
+/// ```
+/// use buddy_std::{BuddyAlloc, Config, Purge};
+/// use std::alloc::{GlobalAlloc, Layout};
+/// let l = Layout::from_size_align(512 << 10, 8).unwrap();
+/// for (policy, purges) in [(Purge::Never, 0), (Purge::AtLeast(256 << 10), 1)] {
+///     let a = BuddyAlloc::with_config(Config::new().chunk_size(1 << 20).memory_limit(1 << 20).purge(policy));
+///     // SAFETY: a non-zero size; freed once with the same layout.
+///     unsafe { a.dealloc(a.alloc(l), l) };
+///     assert_eq!(a.stats().os.purges, purges);
+/// }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Purge {
@@ -31,6 +43,14 @@ pub enum Purge {
 }
 
 /// How a thread finds its shard ([`Config::shard_by`]).
+///
+/// ```
+/// use buddy_std::{BuddyAlloc, Config, ShardBy};
+/// let by_stack = BuddyAlloc::with_config(Config::new().shards(4).shard_by(ShardBy::Stack));
+/// assert_eq!(by_stack.config().shard_selection(), ShardBy::Stack);
+/// assert!(by_stack.current_shard() < 4);
+/// assert_eq!(Config::new().shard_selection(), ShardBy::Thread); // the default
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ShardBy {
@@ -108,6 +128,16 @@ pub struct Config {
 
 impl Config {
     /// The defaults (see the table above).
+    ///
+    /// ```
+    /// use buddy_std::{Config, DEFAULT_PURGE_THRESHOLD, Purge, ShardBy};
+    /// let c = Config::new();
+    /// assert_eq!((c.min_block_bytes(), c.shard_count()), (16, 4));
+    /// assert!(c.is_exact_fit() && !c.is_compact());
+    /// assert_eq!(c.purge_policy(), Purge::AtLeast(DEFAULT_PURGE_THRESHOLD));
+    /// assert_eq!(c.shard_selection(), ShardBy::Thread);
+    /// assert_eq!((c.validate(), c), (Ok(()), Config::default()));
+    /// ```
     pub const fn new() -> Config {
         Config {
             limit: DEFAULT_LIMIT,
@@ -125,6 +155,13 @@ impl Config {
     /// and direct mappings together. The virtual address range is reserved up to it on first
     /// use (no physical memory until touched). A multiple of the chunk size, from one chunk to
     /// [`MAX_CHUNKS`].
+    ///
+    /// ```
+    /// use buddy_std::{Config, ConfigError};
+    /// let c = Config::new().chunk_size(1 << 20).memory_limit(256 << 20);
+    /// assert_eq!((c.limit_bytes(), c.max_chunks()), (256 << 20, 256));
+    /// assert_eq!(c.memory_limit(3 << 19).validate(), Err(ConfigError::Limit)); // 1.5 chunks
+    /// ```
     pub const fn memory_limit(self, bytes: usize) -> Config {
         Config {
             limit: bytes,
@@ -134,6 +171,20 @@ impl Config {
 
     /// Sets the chunk size: a power of two, at least 4 KiB and the OS page size, at most 2^40.
     /// Requests larger than a chunk are served by a mapping of their own.
+    ///
+    /// ```
+    /// use buddy_std::{BuddyAlloc, Config, ConfigError};
+    /// use std::alloc::{GlobalAlloc, Layout};
+    /// assert_eq!(Config::new().chunk_size(1000).validate(), Err(ConfigError::ChunkSize));
+    /// let a = BuddyAlloc::with_config(Config::new().chunk_size(1 << 20).memory_limit(4 << 20));
+    /// let l = Layout::from_size_align(2 << 20, 8).unwrap(); // two chunks' worth
+    /// // SAFETY: a non-zero size; freed with the same layout.
+    /// unsafe {
+    ///     let p = a.alloc(l);
+    ///     assert_eq!(a.stats().os.direct_allocations, 1);
+    ///     a.dealloc(p, l);
+    /// }
+    /// ```
     pub const fn chunk_size(self, bytes: usize) -> Config {
         Config {
             chunk: bytes,
@@ -143,6 +194,17 @@ impl Config {
 
     /// Sets the minimum block: a power of two from 8 bytes to the chunk size. Each block is
     /// aligned to its size, so this is also the smallest alignment handed out.
+    ///
+    /// ```
+    /// use buddy_std::{BuddyAlloc, Config, ConfigError};
+    /// use std::alloc::{GlobalAlloc, Layout};
+    /// use std::ptr::NonNull;
+    /// let a = BuddyAlloc::with_config(Config::new().chunk_size(1 << 20).memory_limit(1 << 20).min_block(64));
+    /// // SAFETY: a non-zero size.
+    /// let p = NonNull::new(unsafe { a.alloc(Layout::new::<u8>()) }).unwrap();
+    /// assert_eq!((a.usable_size(p), p.as_ptr() as usize % 64), (Ok(64), 0));
+    /// assert_eq!(Config::new().min_block(24).validate(), Err(ConfigError::MinBlock));
+    /// ```
     pub const fn min_block(self, bytes: usize) -> Config {
         Config {
             min_block: bytes,
@@ -151,6 +213,18 @@ impl Config {
     }
 
     /// Turns exact fit on (default) or off: off, every request is rounded up to a power of two.
+    ///
+    /// ```
+    /// use buddy_std::{BuddyAlloc, Config};
+    /// use std::alloc::{GlobalAlloc, Layout};
+    /// use std::ptr::NonNull;
+    /// for (on, size) in [(true, 5120), (false, 8192)] {
+    ///     let a = BuddyAlloc::with_config(Config::new().chunk_size(1 << 20).memory_limit(1 << 20).exact_fit(on));
+    ///     // SAFETY: a non-zero size.
+    ///     let p = NonNull::new(unsafe { a.alloc(Layout::from_size_align(5000, 8).unwrap()) }).unwrap();
+    ///     assert_eq!(a.usable_size(p), Ok(size));
+    /// }
+    /// ```
     pub const fn exact_fit(self, on: bool) -> Config {
         Config {
             exact_fit: on,
@@ -185,11 +259,27 @@ impl Config {
     }
 
     /// Whether [`compact`](Config::compact) is on.
+    ///
+    /// ```
+    /// use buddy_std::Config;
+    /// assert!(!Config::new().is_compact());
+    /// assert!(Config::new().compact(true).is_compact());
+    /// ```
     pub const fn is_compact(&self) -> bool {
         self.compact
     }
 
     /// Sets the purge policy.
+    ///
+    /// ```
+    /// use buddy_std::{BuddyAlloc, Config, Purge};
+    /// use std::alloc::{GlobalAlloc, Layout};
+    /// let a = BuddyAlloc::with_config(Config::new().chunk_size(1 << 20).memory_limit(1 << 20).purge(Purge::AtLeast(64 << 10)));
+    /// let l = Layout::from_size_align(128 << 10, 8).unwrap();
+    /// // SAFETY: a non-zero size; freed once with the same layout.
+    /// unsafe { a.dealloc(a.alloc(l), l) };
+    /// assert_eq!((a.stats().os.purges, a.stats().os.purged_bytes), (1, 128 << 10));
+    /// ```
     pub const fn purge(self, purge: Purge) -> Config {
         Config { purge, ..self }
     }
@@ -197,36 +287,77 @@ impl Config {
     /// Sets the number of shards, 1 to [`MAX_SHARDS`]. Threads are spread round-robin over
     /// them; each shard grows its own chunks, so threads of different shards allocate under
     /// different locks. Memory freed by any thread goes back to the chunk it came from.
+    ///
+    /// ```
+    /// use buddy_std::{Config, ConfigError, MAX_SHARDS};
+    /// assert_eq!(Config::new().shards(8).shard_count(), 8);
+    /// assert_eq!(Config::new().shards(0).validate(), Err(ConfigError::Shards));
+    /// assert_eq!(Config::new().shards(MAX_SHARDS + 1).validate(), Err(ConfigError::Shards));
+    /// ```
     pub const fn shards(self, n: usize) -> Config {
         Config { shards: n, ..self }
     }
 
     /// The memory limit in bytes.
+    ///
+    /// ```
+    /// use buddy_std::Config;
+    /// assert_eq!(Config::new().memory_limit(1 << 30).limit_bytes(), 1 << 30);
+    /// ```
     pub const fn limit_bytes(&self) -> usize {
         self.limit
     }
 
     /// The chunk size in bytes.
+    ///
+    /// ```
+    /// use buddy_std::Config;
+    /// assert_eq!(Config::new().chunk_size(1 << 20).chunk_bytes(), 1 << 20);
+    /// ```
     pub const fn chunk_bytes(&self) -> usize {
         self.chunk
     }
 
     /// The minimum block in bytes.
+    ///
+    /// ```
+    /// use buddy_std::Config;
+    /// assert_eq!(Config::new().min_block_bytes(), 16);
+    /// assert_eq!(Config::new().min_block(64).min_block_bytes(), 64);
+    /// ```
     pub const fn min_block_bytes(&self) -> usize {
         self.min_block
     }
 
     /// Whether exact fit is on.
+    ///
+    /// ```
+    /// use buddy_std::Config;
+    /// assert!(Config::new().is_exact_fit());
+    /// assert!(!Config::new().exact_fit(false).is_exact_fit());
+    /// ```
     pub const fn is_exact_fit(&self) -> bool {
         self.exact_fit
     }
 
     /// The purge policy.
+    ///
+    /// ```
+    /// use buddy_std::{Config, Purge};
+    /// assert_eq!(Config::new().purge(Purge::Never).purge_policy(), Purge::Never);
+    /// ```
     pub const fn purge_policy(&self) -> Purge {
         self.purge
     }
 
     /// Sets how a thread finds its shard (default [`ShardBy::Thread`]).
+    ///
+    /// ```
+    /// use buddy_std::{Config, ShardBy};
+    /// let c = Config::new().shard_by(ShardBy::Stack);
+    /// assert_eq!(c.shard_selection(), ShardBy::Stack);
+    /// assert_eq!(c.validate(), Ok(()));
+    /// ```
     pub const fn shard_by(self, by: ShardBy) -> Config {
         Config {
             shard_by: by,
@@ -235,21 +366,49 @@ impl Config {
     }
 
     /// How a thread finds its shard.
+    ///
+    /// ```
+    /// use buddy_std::{Config, ShardBy};
+    /// assert_eq!(Config::new().shard_selection(), ShardBy::Thread);
+    /// ```
     pub const fn shard_selection(&self) -> ShardBy {
         self.shard_by
     }
 
     /// The number of shards.
+    ///
+    /// ```
+    /// use buddy_std::Config;
+    /// assert_eq!(Config::new().shard_count(), 4);
+    /// assert_eq!(Config::new().shards(1).shard_count(), 1);
+    /// ```
     pub const fn shard_count(&self) -> usize {
         self.shards
     }
 
     /// The number of chunks the limit allows.
+    ///
+    /// ```
+    /// use buddy_std::Config;
+    /// assert_eq!(Config::new().chunk_size(1 << 20).memory_limit(64 << 20).max_chunks(), 64);
+    /// ```
     pub const fn max_chunks(&self) -> usize {
         self.limit / self.chunk
     }
 
     /// Checks the configuration.
+    ///
+    /// ```
+    /// use buddy_std::{Config, ConfigError, Purge};
+    /// assert_eq!(Config::new().validate(), Ok(()));
+    /// match Config::new().purge(Purge::AtLeast(0)).validate() {
+    ///     Err(ConfigError::PurgeThreshold) => {}
+    ///     other => panic!("expected PurgeThreshold, got {other:?}"),
+    /// }
+    /// // Several rules broken: the first is reported.
+    /// let c = Config::new().chunk_size(1000).shards(0);
+    /// assert_eq!(c.validate(), Err(ConfigError::ChunkSize));
+    /// ```
     ///
     /// # Errors
     /// The first rule broken, as a [`ConfigError`].
@@ -300,6 +459,16 @@ impl Default for Config {
 }
 
 /// Why a [`Config`] was refused.
+///
+/// ```
+/// use buddy_std::{BuddyArena, Config, ConfigError};
+/// let err = Config::new().min_block(4).validate().unwrap_err();
+/// assert!(matches!(err, ConfigError::MinBlock));
+/// assert_eq!(err.to_string(), err.message());
+/// // An arena reports it too, as `ArenaError::Config`.
+/// let arena = BuddyArena::with_config(Config::new().min_block(4));
+/// assert!(matches!(arena, Err(buddy_std::ArenaError::Config(ConfigError::MinBlock))));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ConfigError {
@@ -320,6 +489,13 @@ pub enum ConfigError {
 
 impl ConfigError {
     /// The error as a static message (what `Display` prints; usable in `const` panics).
+    ///
+    /// ```
+    /// use buddy_std::ConfigError;
+    /// const MESSAGE: &str = ConfigError::PurgeThreshold.message();
+    /// assert_eq!(MESSAGE, "purge threshold is zero");
+    /// assert_eq!(ConfigError::PurgeThreshold.to_string(), MESSAGE);
+    /// ```
     pub const fn message(&self) -> &'static str {
         match self {
             ConfigError::ChunkSize => "chunk size is not a power of two between 4 KiB and 2^40",

@@ -9,6 +9,18 @@ use core::fmt;
 /// after the other, so under concurrent use the sum mixes slightly different moments.
 ///
 /// `Display` prints the free blocks per order like `/proc/buddyinfo`, then the figures.
+///
+/// ```
+/// use buddy_std::{BuddyAlloc, Config};
+/// use std::alloc::{GlobalAlloc, Layout};
+/// let a = BuddyAlloc::with_config(Config::new().chunk_size(1 << 20).memory_limit(1 << 20));
+/// // SAFETY: a non-zero size.
+/// unsafe { a.alloc(Layout::new::<[u8; 100]>()) };
+/// let stats = a.stats();
+/// assert_eq!((stats.heap.live_allocations, stats.os.chunks), (1, 1));
+/// let text = stats.to_string();
+/// assert!(text.starts_with("order") && text.contains("os: 1 of 1 chunks of 1024 KiB"));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
@@ -22,6 +34,18 @@ pub struct Stats {
 }
 
 /// What an allocator holds from the OS, and what it gave back.
+///
+/// ```
+/// use buddy_std::{BuddyAlloc, Config};
+/// use std::alloc::{GlobalAlloc, Layout};
+/// let a = BuddyAlloc::with_config(Config::new().chunk_size(1 << 20).memory_limit(4 << 20));
+/// let l = Layout::from_size_align(2 << 20, 8).unwrap(); // larger than a chunk
+/// // SAFETY: a non-zero size; freed once with the same layout.
+/// unsafe { a.dealloc(a.alloc(l), l) };
+/// let os = a.stats().os;
+/// assert_eq!((os.limit_bytes, os.chunk_bytes, os.chunks), (4 << 20, 1 << 20, 0));
+/// assert_eq!((os.direct_allocations, os.committed_bytes, os.map_failures), (0, 0, 0));
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct OsStats {
@@ -55,11 +79,35 @@ pub struct OsStats {
 
 impl Stats {
     /// Live allocations, in chunks and direct mappings.
+    ///
+    /// ```
+    /// use buddy_std::{BuddyAlloc, Config};
+    /// use std::alloc::{GlobalAlloc, Layout};
+    /// let a = BuddyAlloc::with_config(Config::new().chunk_size(1 << 20).memory_limit(4 << 20));
+    /// // SAFETY: a non-zero size.
+    /// unsafe { a.alloc(Layout::new::<u64>()) };
+    /// // SAFETY: as above.
+    /// unsafe { a.alloc(Layout::from_size_align(2 << 20, 8).unwrap()) }; // a mapping of its own
+    /// let s = a.stats();
+    /// assert_eq!((s.live_allocations(), s.heap.live_allocations), (2, 1));
+    /// ```
     pub fn live_allocations(&self) -> usize {
         self.heap.live_allocations + self.os.direct_allocations
     }
 
     /// Bytes handed out to live allocations, in chunks and direct mappings.
+    ///
+    /// ```
+    /// use buddy_std::{BuddyAlloc, Config};
+    /// use std::alloc::{GlobalAlloc, Layout};
+    /// let a = BuddyAlloc::with_config(Config::new().chunk_size(1 << 20).memory_limit(4 << 20));
+    /// // SAFETY: a non-zero size.
+    /// unsafe { a.alloc(Layout::new::<[u8; 100]>()) }; // a 128-byte block
+    /// // SAFETY: as above.
+    /// unsafe { a.alloc(Layout::from_size_align(2 << 20, 8).unwrap()) }; // a mapping of its own
+    /// let s = a.stats();
+    /// assert_eq!((s.allocated_bytes(), s.heap.allocated_bytes), (128 + (2 << 20), 128));
+    /// ```
     pub fn allocated_bytes(&self) -> usize {
         self.heap.allocated_bytes + self.os.direct_bytes
     }
