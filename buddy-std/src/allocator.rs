@@ -846,7 +846,8 @@ impl<O: Os> BuddyAlloc<O> {
         }
     }
 
-    /// Frees a block.
+    /// Frees a block. A debug build checks `ptr` first, as [`free`](Self::free) does, and
+    /// aborts on a pointer that is not a live block (`bad_dealloc`).
     ///
     /// # Safety
     /// `ptr` is a live block of this allocator allocated with `layout` (for a resized block,
@@ -854,6 +855,12 @@ impl<O: Os> BuddyAlloc<O> {
     unsafe fn deallocate_block(&self, ptr: NonNull<u8>, layout: Layout) {
         match self.chunk_of(ptr) {
             Some(chunk) => {
+                // Debug builds check every free as `free` does (a block waiting in the deferred
+                // cache is already free), before anything is touched.
+                #[cfg(all(debug_assertions, not(loom)))]
+                if let Err(e) = chunk.heap().usable_size(ptr) {
+                    bad_dealloc(ptr, e);
+                }
                 self.purge_freed(ptr, layout.size());
                 tools::freeing(&self.arena, ptr, layout.size());
                 // SAFETY: the caller's contract: a live block of this chunk's heap, with this
@@ -862,10 +869,12 @@ impl<O: Os> BuddyAlloc<O> {
             }
             None => {
                 let freed = self.free_direct(ptr);
-                debug_assert!(
-                    freed.is_ok(),
-                    "dealloc of a pointer this allocator never handed out"
-                );
+                #[cfg(all(debug_assertions, not(loom)))]
+                if let Err(e) = freed {
+                    bad_dealloc(ptr, e);
+                }
+                #[cfg(not(all(debug_assertions, not(loom))))]
+                let _ = freed;
             }
         }
     }
@@ -1964,4 +1973,32 @@ unsafe impl<O: Os> Allocator for &BuddyArena<O> {
         // SAFETY: the caller's contract, passed on.
         unsafe { self.alloc.api_resize(ptr, old, new, false) }
     }
+}
+
+/// A debug build's answer to a `dealloc` of a pointer that is not a live block of this
+/// allocator (a double free, an interior or foreign pointer: undefined behaviour that a release
+/// build does not look for): one line on stderr, then `abort`, as glibc's `free` does. Not a
+/// panic: a panic allocates its payload, from this allocator when it is the global one, and a
+/// `dealloc` usually runs in a `drop`, where unwinding is often not possible anyway.
+#[cfg(all(debug_assertions, not(loom)))]
+#[cold]
+#[inline(never)]
+fn bad_dealloc(ptr: NonNull<u8>, e: FreeError) -> ! {
+    use std::io::Write;
+    // Formatted on the stack and written with one `write(2)` on fd 2: no allocation, no lock.
+    let mut buf = [0u8; 200];
+    let mut line = std::io::Cursor::new(&mut buf[..]);
+    let _ = writeln!(
+        line,
+        "buddy: dealloc({ptr:p}) refused: {e}; aborting (a debug build checks every free)"
+    );
+    let n = usize::try_from(line.position()).unwrap_or(0);
+    unsafe extern "C" {
+        fn write(fd: core::ffi::c_int, buf: *const core::ffi::c_void, count: usize) -> isize;
+    }
+    let text = buf.get(..n).unwrap_or(&[]);
+    // SAFETY: `text` is valid for reads of its length; `write` on a closed or bad fd 2 only
+    // fails (EBADF). A short or failed write loses part of a diagnostic, nothing more.
+    let _ = unsafe { write(2, text.as_ptr().cast(), text.len()) };
+    std::process::abort()
 }

@@ -170,7 +170,69 @@ mod global {
         assert_eq!(sums, [0, 499_500, 999_000, 1_498_500]);
     }
 
+    /// Set in the child that `a_double_free_aborts_with_a_message` starts.
+    const DOUBLE_FREE: &str = "BUDDY_GLOBAL_TEST_DOUBLE_FREE";
+
+    /// The child: frees a block twice through the global allocator (undefined behaviour that
+    /// a debug build of buddy-std checks for) and should not get past it.
+    fn double_free() -> ! {
+        use std::alloc::{GlobalAlloc, Layout};
+        let l = Layout::from_size_align(64, 8).unwrap();
+        // SAFETY: a valid layout; the second `dealloc` is the misuse under test, which the
+        // allocator must refuse before it touches anything.
+        unsafe {
+            let p = GLOBAL.alloc(l);
+            assert!(!p.is_null());
+            GLOBAL.dealloc(p, l);
+            GLOBAL.dealloc(p, l);
+        }
+        println!("the double free went unnoticed");
+        std::process::exit(0)
+    }
+
+    /// A debug build aborts on a double free through the global allocator with one line on
+    /// stderr. A panic there would allocate from this allocator in the middle of a `dealloc`;
+    /// before the check, a block freed twice went into the deferred cache twice, unnoticed.
+    #[cfg(debug_assertions)]
+    fn a_double_free_aborts_with_a_message() {
+        use std::os::unix::process::ExitStatusExt;
+        use std::time::{Duration, Instant};
+        let exe = std::env::current_exe().unwrap();
+        let mut child = std::process::Command::new(exe)
+            .env(DOUBLE_FREE, "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if start.elapsed() > Duration::from_secs(60) {
+                child.kill().unwrap();
+                panic!("the child hangs after a double free");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.signal(),
+            Some(6),
+            "SIGABRT expected: {:?}, stdout {:?}, stderr {stderr:?}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(
+            stderr.starts_with("buddy: dealloc(0x") && stderr.contains("double free"),
+            "{stderr:?}"
+        );
+    }
+
     pub fn main() {
+        if std::env::var_os(DOUBLE_FREE).is_some() {
+            double_free();
+        }
+        #[cfg(debug_assertions)]
+        a_double_free_aborts_with_a_message();
         // Warm up what std sets up once (stdout, thread bookkeeping), then take the baseline.
         println!("global allocator: BuddyAlloc");
         std::thread::spawn(|| ()).join().unwrap();
