@@ -46,7 +46,7 @@
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
-use core::fmt;
+use core::fmt::{self, Write as _};
 use core::mem::{MaybeUninit, size_of};
 use core::ptr::{self, NonNull};
 
@@ -55,6 +55,7 @@ use buddy_core::{BlockState, CheckError, FreeError, Heap, metadata_words};
 use buddy_mmap::{Errno, Os, SystemOs, page_size};
 
 use crate::config::{Config, ConfigError, MAX_SHARDS, Purge, ShardBy};
+use crate::line::Line;
 use crate::stats::{OsStats, Stats};
 use crate::sync::{
     self, AtomicPtr, AtomicU8, AtomicUsize, Lock, LockGuard, Ordering::Acquire, Ordering::Relaxed,
@@ -857,8 +858,9 @@ impl<O: Os> BuddyAlloc<O> {
             Some(chunk) => {
                 // Debug builds check every free as `free` does (a block waiting in the deferred
                 // cache is already free), before anything is touched.
-                #[cfg(all(debug_assertions, not(loom)))]
-                if let Err(e) = chunk.heap().usable_size(ptr) {
+                if cfg!(all(debug_assertions, not(loom)))
+                    && let Err(e) = chunk.heap().usable_size(ptr)
+                {
                     bad_dealloc(ptr, e);
                 }
                 self.purge_freed(ptr, layout.size());
@@ -869,12 +871,11 @@ impl<O: Os> BuddyAlloc<O> {
             }
             None => {
                 let freed = self.free_direct(ptr);
-                #[cfg(all(debug_assertions, not(loom)))]
-                if let Err(e) = freed {
+                if cfg!(all(debug_assertions, not(loom)))
+                    && let Err(e) = freed
+                {
                     bad_dealloc(ptr, e);
                 }
-                #[cfg(not(all(debug_assertions, not(loom))))]
-                let _ = freed;
             }
         }
     }
@@ -1980,25 +1981,15 @@ unsafe impl<O: Os> Allocator for &BuddyArena<O> {
 /// build does not look for): one line on stderr, then `abort`, as glibc's `free` does. Not a
 /// panic: a panic allocates its payload, from this allocator when it is the global one, and a
 /// `dealloc` usually runs in a `drop`, where unwinding is often not possible anyway.
-#[cfg(all(debug_assertions, not(loom)))]
 #[cold]
 #[inline(never)]
 fn bad_dealloc(ptr: NonNull<u8>, e: FreeError) -> ! {
-    use std::io::Write;
-    // Formatted on the stack and written with one `write(2)` on fd 2: no allocation, no lock.
-    let mut buf = [0u8; 200];
-    let mut line = std::io::Cursor::new(&mut buf[..]);
+    let mut line = Line::new();
+    // `Line` never fails; formatting a pointer and a `FreeError` does not allocate.
     let _ = writeln!(
         line,
         "buddy: dealloc({ptr:p}) refused: {e}; aborting (a debug build checks every free)"
     );
-    let n = usize::try_from(line.position()).unwrap_or(0);
-    unsafe extern "C" {
-        fn write(fd: core::ffi::c_int, buf: *const core::ffi::c_void, count: usize) -> isize;
-    }
-    let text = buf.get(..n).unwrap_or(&[]);
-    // SAFETY: `text` is valid for reads of its length; `write` on a closed or bad fd 2 only
-    // fails (EBADF). A short or failed write loses part of a diagnostic, nothing more.
-    let _ = unsafe { write(2, text.as_ptr().cast(), text.len()) };
+    line.write_to(2);
     std::process::abort()
 }

@@ -123,6 +123,10 @@ mod allocator;
 #[allow(unsafe_code)]
 pub mod capi;
 mod config;
+// A stack-formatted diagnostic written with `write(2)`: `unsafe` for the C calls (`write`,
+// `errno`, the signal mask).
+#[allow(unsafe_code)]
+mod line;
 // `malloc` & co. with C semantics: `unsafe` because C's pointers, `errno`, `write(2)` and
 // `pthread_atfork` come in here (see the module's docs).
 #[cfg(feature = "malloc")]
