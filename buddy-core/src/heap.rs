@@ -337,8 +337,9 @@ fn single_block(p: usize, s: usize) -> bool {
 
 /// The figures behind [`Stats`].
 ///
-/// The fast paths count calls by order (`pops`, `pushes`: one increment), the slow paths
-/// in totals; [`Heap::stats`] adds them up. The high-water mark is kept with `slack`, how
+/// The slow paths count calls in totals here; the fast paths' calls are counted by the
+/// cache, in the same word as its stacks' tops ([`Cache::fast_calls`]); [`Heap::stats`]
+/// adds them up. The high-water mark is kept with `slack`, how
 /// far the live bytes are below it: an allocation takes from the slack and raises the mark
 /// only by what it lacks, a free adds to it. One counter instead of bytes handed out and
 /// given back plus a compare (callgrind on `cargo xtask bench`'s `pairs`: 1.5 instructions
@@ -356,10 +357,6 @@ struct Counters {
     frees: usize,
     /// Bytes handed out by the slow paths.
     handed: usize,
-    /// Single blocks handed out (`pops`) and given back (`pushes`) by the fast paths, by
-    /// order (any `k` the fast paths can compute, up to `usize::BITS`).
-    pops: [usize; usize::BITS as usize + 1],
-    pushes: [usize; usize::BITS as usize + 1],
     high_water: usize,
     /// `high_water` less the live bytes.
     slack: usize,
@@ -368,14 +365,6 @@ struct Counters {
 }
 
 impl Counters {
-    /// Live allocations.
-    fn live(&self) -> usize {
-        let fast = self.pops.iter().zip(&self.pushes);
-        fast.fold(self.allocations.wrapping_sub(self.frees), |n, (a, f)| {
-            n.wrapping_add(*a).wrapping_sub(*f)
-        })
-    }
-
     /// Bytes handed out and not given back.
     fn allocated(&self) -> usize {
         self.high_water.wrapping_sub(self.slack)
@@ -480,7 +469,7 @@ impl core::fmt::Debug for Heap {
         f.debug_struct("Heap")
             .field("config", &self.config)
             .field("regions", &self.trees.len())
-            .field("live_allocations", &self.counters.live())
+            .field("live_allocations", &self.stats().live_allocations)
             .finish_non_exhaustive()
     }
 }
@@ -534,8 +523,6 @@ impl Heap {
                 allocations: 0,
                 frees: 0,
                 handed: 0,
-                pops: [0; usize::BITS as usize + 1],
-                pushes: [0; usize::BITS as usize + 1],
                 high_water: 0,
                 slack: 0,
                 requested_total: 0,
@@ -1190,25 +1177,18 @@ impl Heap {
         c.give(handed);
     }
 
-    /// A fast-path allocation: one block of order `k`.
+    /// A fast-path allocation: one block of order `k` (the cache counted the call).
     #[inline(always)]
     fn note_pop(&mut self, requested: usize, k: u32) {
         let c = &mut self.counters;
-        if let Some(n) = c.pops.get_mut(k as usize) {
-            *n = n.wrapping_add(1);
-        }
         c.take(1 << k);
         c.requested_total = c.requested_total.wrapping_add(requested);
     }
 
-    /// A fast-path free: one block of order `k`.
+    /// A fast-path free: one block of order `k` (the cache counted the call).
     #[inline(always)]
     fn note_push(&mut self, k: u32) {
-        let c = &mut self.counters;
-        if let Some(n) = c.pushes.get_mut(k as usize) {
-            *n = n.wrapping_add(1);
-        }
-        c.give(1 << k);
+        self.counters.give(1 << k);
     }
 
     /// Frees a block allocated with `layout`.
@@ -1748,22 +1728,23 @@ impl Heap {
     pub fn stats(&self) -> Stats {
         let c = &self.counters;
         let mut s = Stats::empty(self.config);
-        s.live_allocations = c.live();
         s.allocated_bytes = c.allocated();
         s.high_water_bytes = c.high_water;
         s.requested_bytes_total = c.requested_total;
         s.allocated_bytes_total = c.handed;
         s.allocations = c.allocations;
         s.frees = c.frees;
-        for (k, (pops, pushes)) in c.pops.iter().zip(&c.pushes).enumerate() {
+        for r in 0..CACHE_ORDERS {
+            let (pops, pushes) = self.cache.fast_calls(r);
             // Orders past the largest never pop (and would overflow the shift).
-            let bytes = 1usize.checked_shl(k as u32).unwrap_or(0);
+            let bytes = 1usize.checked_shl(self.min + r as u32).unwrap_or(0);
             s.allocated_bytes_total = s
                 .allocated_bytes_total
                 .wrapping_add(pops.wrapping_mul(bytes));
-            s.allocations = s.allocations.wrapping_add(*pops);
-            s.frees = s.frees.wrapping_add(*pushes);
+            s.allocations = s.allocations.wrapping_add(pops);
+            s.frees = s.frees.wrapping_add(pushes);
         }
+        s.live_allocations = s.allocations.wrapping_sub(s.frees);
         s.failed_requests = c.failed;
         s.regions = self.trees.len();
         for r in 0..CACHE_ORDERS {

@@ -75,6 +75,36 @@ struct Harness {
     high_water_hi: usize,
     /// Refused allocs and reallocs: `Stats::failed_requests` must count exactly these.
     failed: usize,
+    /// What `Stats` must count of the calls so far (a realloc that moves is an allocation
+    /// and a free; one in place is neither).
+    calls: Calls,
+}
+
+/// The call counts of [`buddy_core::Stats`]: allocations, frees, requested and handed-out
+/// bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Calls {
+    allocations: usize,
+    frees: usize,
+    requested: usize,
+    handed: usize,
+}
+
+impl Calls {
+    fn of(s: &buddy_core::Stats) -> Calls {
+        Calls {
+            allocations: s.allocations,
+            frees: s.frees,
+            requested: s.requested_bytes_total,
+            handed: s.allocated_bytes_total,
+        }
+    }
+
+    fn alloc(&mut self, requested: usize, handed: usize) {
+        self.allocations += 1;
+        self.requested += requested;
+        self.handed += handed;
+    }
 }
 
 impl Harness {
@@ -99,6 +129,7 @@ impl Harness {
             high_water_lo: 0,
             high_water_hi: 0,
             failed: 0,
+            calls: Calls::default(),
         }
     }
 
@@ -163,6 +194,7 @@ impl Harness {
                             handed,
                             id,
                         });
+                        self.calls.alloc(layout.size(), handed);
                         self.freed.retain(|&f| f != p);
                     }
                     Err(AllocError::OutOfMemory { .. }) => {
@@ -197,6 +229,7 @@ impl Harness {
                     // SAFETY: live, allocated with this layout.
                     unsafe { self.heap.dealloc(l.ptr, l.layout) };
                     self.freed.push(l.ptr);
+                    self.calls.frees += 1;
                 }
             }
             Op::Free(i) => {
@@ -205,6 +238,7 @@ impl Harness {
                     // SAFETY: live allocation.
                     assert_eq!(unsafe { self.heap.free(l.ptr) }, Ok(l.handed));
                     self.freed.push(l.ptr);
+                    self.calls.frees += 1;
                 }
             }
             Op::Realloc(i, new_size) => {
@@ -231,6 +265,8 @@ impl Harness {
                             };
                             if p != l.ptr {
                                 self.freed.push(l.ptr);
+                                self.calls.alloc(new_size, handed);
+                                self.calls.frees += 1;
                             }
                             self.freed.retain(|&f| f != p);
                         }
@@ -368,6 +404,7 @@ impl Harness {
         assert_eq!(s.free_bytes + s.allocated_bytes, s.managed_bytes);
         assert!(s.high_water_bytes >= s.allocated_bytes);
         assert_eq!(s.failed_requests, self.failed, "failed requests miscounted");
+        assert_eq!(Calls::of(&s), self.calls, "calls miscounted");
     }
 
     /// Overwrites every byte that is neither metadata nor a live block.
