@@ -115,7 +115,7 @@ pub(crate) struct Cache {
     /// Invariant, relied on by `unsafe` hints in `pop_order` and `push_order`: every index is
     /// below `WORDS - 1`. Only `init`, `take`, `put` and `remove` write tops. `init` sets
     /// each to 0 or its row's 0. `take` and `remove` lower an index only from an entry (not
-    /// 0), so to at least its row's 0 (and never below 1: no borrow from the count); `moved_by`
+    /// 0), so to at least its row's 0 (and never below 1: no borrow from the count); `fold`
     /// clears the count and keeps the index. `put` raises an index only onto
     /// a word that is not 0: an entry or `UNUSED`, at most the last entry of the last row,
     /// `WORDS - 2` (before `init` every word is 0 and it refuses).
@@ -170,9 +170,8 @@ impl Cache {
 
     /// The calls of [`pop_order`](Cache::pop_order) and [`push_order`](Cache::push_order)
     /// that took and gave a block of order index `r`: `(pops, pushes)`, wrapping. Exact
-    /// unless `pop_order` took 2^48 blocks of one order with no `pop`, `push` or `remove` of
-    /// that order in between (3 days at a billion a second; the count is folded into
-    /// `pops` by those).
+    /// unless `pop_order` took 2^48 blocks of one order with no `pop` or `push` of that order
+    /// in between (3 days at a billion a second; those fold the count into `pops`).
     pub(crate) fn fast_calls(&self, r: usize) -> (usize, usize) {
         let Some(&top) = self.order(r).and_then(|k| self.top.get(k as usize)) else {
             return (0, 0);
@@ -220,18 +219,22 @@ impl Cache {
         }
     }
 
-    /// A slow path's change of the index of order index `r` by `by`: the top word's pop
-    /// count moves to `pops` and `moved` follows the index.
+    /// Moves the pop count of order index `r` out of its top word into `pops` (every slow
+    /// path's `pop` and `push` does, whether it takes or gives a block or not: the count
+    /// wraps only after 2^48 fast pops with no slow call of the order in between).
     #[inline]
-    fn moved_by(&mut self, r: usize, by: usize) {
+    fn fold(&mut self, r: usize) {
         let Some(k) = self.order(r) else { return };
-        if let (Some(top), Some(pops), Some(moved)) = (
-            self.top.get_mut(k as usize),
-            self.pops.get_mut(r),
-            self.moved.get_mut(r),
-        ) {
+        if let (Some(top), Some(pops)) = (self.top.get_mut(k as usize), self.pops.get_mut(r)) {
             *pops = pops.wrapping_add((*top >> 16) as usize);
             *top &= INDEX;
+        }
+    }
+
+    /// A slow path's change of the index of order index `r` by `by` (wrapping).
+    #[inline]
+    fn moved_by(&mut self, r: usize, by: usize) {
+        if let Some(moved) = self.moved.get_mut(r) {
             *moved = moved.wrapping_add(by);
         }
     }
@@ -264,6 +267,7 @@ impl Cache {
     /// the slow paths: not counted in [`fast_calls`](Cache::fast_calls).
     #[inline]
     pub(crate) fn pop(&mut self, r: usize) -> Option<(usize, usize)> {
+        self.fold(r);
         let b = self.take(self.order(r)?, 0)?;
         self.moved_by(r, usize::MAX);
         Some(b)
@@ -273,6 +277,7 @@ impl Cache {
     /// paths: not counted in [`fast_calls`](Cache::fast_calls).
     #[inline]
     pub(crate) fn push(&mut self, r: usize, a: usize, t: usize) -> bool {
+        self.fold(r);
         let pushed = self.order(r).is_some_and(|k| self.put(k, a, t));
         if pushed {
             self.moved_by(r, 1);
@@ -576,6 +581,15 @@ mod tests {
             assert_eq!(c.fast_calls(3), (round, 2 * round), "round {round}");
         }
         assert_eq!(c.len(3), 4);
+        // Fast pops to the bottom; a slow pop that finds nothing still folds the count.
+        for _ in 0..4 {
+            assert!(c.pop_order(k).is_some());
+        }
+        assert_eq!(c.top[k as usize] >> 16, 4);
+        assert_eq!(c.fast_calls(3), (7, 6));
+        assert_eq!(c.pop(3), None);
+        assert_eq!(c.top[k as usize] >> 16, 0);
+        assert_eq!(c.fast_calls(3), (7, 6));
         // Other orders saw nothing; an order without a stack counts nothing.
         assert_eq!(c.fast_calls(2), (0, 0));
         assert_eq!(c.fast_calls(CACHE_ORDERS), (0, 0));

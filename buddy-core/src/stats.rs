@@ -8,6 +8,14 @@ use core::fmt;
 /// them); `cached_blocks` says how many there are (a cached exact-fit run counts as its
 /// pieces).
 ///
+/// The running totals (`requested_bytes_total`, `allocated_bytes_total`, `allocations`,
+/// `frees`) wrap around. The fast paths' share of the call counts is kept per order in 48
+/// bits, which every allocation or free of that order that takes a slow path empties into
+/// full words: only if 2^48 allocations of one order (three days at a billion a second) were
+/// served by the fast path with none taking the slow path in between would `allocations`,
+/// `frees` and `allocated_bytes_total` lose a multiple of 2^48 (`live_allocations` stays
+/// exact).
+///
 /// `Display` prints the free blocks per order like `/proc/buddyinfo`, then the figures:
 ///
 /// ```
