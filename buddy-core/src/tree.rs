@@ -646,12 +646,6 @@ impl Tree {
         }
     }
 
-    /// The minimum block at `p` (in the usable range) is inside a free block of the bitmaps.
-    pub(crate) fn is_free_at(&self, p: usize) -> bool {
-        let (a, k) = self.leaf(p);
-        self.is_free(a, k)
-    }
-
     /// Block `(a, k)` is an allocated leaf: what a cached block must be.
     pub(crate) fn is_allocated_leaf(&self, a: usize, k: u32) -> bool {
         k >= self.min

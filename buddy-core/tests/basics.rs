@@ -840,3 +840,74 @@ fn stats_count_the_fast_paths_like_the_slow_ones() {
     assert_eq!((s.allocations, s.frees, s.live_allocations), (5, 5, 0));
     assert_eq!((s.allocated_bytes, s.high_water_bytes), (0, 1024 + 64));
 }
+
+#[test]
+fn free_extent_agrees_with_block_state_on_every_minimum_block() {
+    // Free blocks of the bitmaps, cached blocks and cached exact-fit runs, between live
+    // allocations of both kinds.
+    let mut h = heap(1 << 15, 0, Config::compact());
+    let mut live = Vec::new();
+    for (i, size) in [16, 96, 700, 1500, 64, 3000, 200, 5000, 48, 900]
+        .iter()
+        .enumerate()
+    {
+        let p = h.alloc(l(*size, 8)).unwrap();
+        if i % 3 == 1 {
+            // SAFETY: live allocation of h.
+            unsafe { h.free(p) }.unwrap();
+        } else {
+            live.push(p);
+        }
+    }
+    let s = h.stats();
+    assert!(s.cached_blocks > 0, "no cached block or run to look at");
+    let min = h.config().block();
+    let (mut walked, mut calls) = (0, 0);
+    for (start, end) in h.ranges().collect::<Vec<_>>() {
+        // Every minimum block: free_extent is Some exactly where block_state says Free, and
+        // the extent holds the address, is free all through, and is one block or run.
+        for a in (start..end).step_by(min) {
+            match h.free_extent(a) {
+                Some((from, to)) => {
+                    assert_eq!(h.block_state(a), BlockState::Free, "{a:#x}");
+                    assert!(
+                        from <= a && a < to && to <= end,
+                        "{a:#x}: {from:#x}..{to:#x}"
+                    );
+                    // The same extent from any of its addresses (so free all through: each
+                    // address of it is checked against block_state in turn).
+                    assert_eq!(h.free_extent(from), Some((from, to)));
+                    assert_eq!(h.free_extent(to - 1), Some((from, to)));
+                }
+                None => assert_eq!(h.block_state(a), BlockState::Used, "{a:#x}"),
+            }
+        }
+        // Walking extent by extent covers exactly the free bytes.
+        let mut a = start;
+        while a < end {
+            calls += 1;
+            match h.free_extent(a) {
+                Some((from, to)) => {
+                    assert_eq!(from, a, "extents are disjoint and walked from their start");
+                    walked += to - from;
+                    a = to;
+                }
+                None => a += min,
+            }
+        }
+    }
+    assert_eq!(walked, s.free_bytes);
+    assert!(
+        calls < (1 << 15) / min / 4,
+        "{calls} calls: not one per free block"
+    );
+    // Outside the heap, and the metadata carved from the region's front.
+    assert_eq!(h.free_extent(16), None);
+    let meta = h.ranges().next().unwrap().0 - min;
+    assert_eq!(h.block_state(meta), BlockState::Metadata);
+    assert_eq!(h.free_extent(meta), None);
+    for p in live {
+        // SAFETY: live allocation of h.
+        unsafe { h.free(p) }.unwrap();
+    }
+}

@@ -1,5 +1,6 @@
 //! The allocator: chunks of OS memory, each a buddy heap behind its own lock, spread over
-//! shards; [`GlobalAlloc`] and [`Allocator`]. The only module of the crate with `unsafe`.
+//! shards; [`GlobalAlloc`] and [`Allocator`]. Most of the crate's `unsafe` is here; the
+//! rest is in the C faces (`capi`, `malloc`) and their stderr lines (`line`).
 //!
 //! # Memory layout
 //!
@@ -51,7 +52,7 @@ use core::mem::{MaybeUninit, size_of};
 use core::ptr::{self, NonNull};
 
 use allocator_api2::alloc::{AllocError, Allocator};
-use buddy_core::{BlockState, CheckError, FreeError, Heap, metadata_words};
+use buddy_core::{CheckError, FreeError, Heap, metadata_words};
 use buddy_mmap::{Errno, Os, SystemOs, page_size};
 
 use crate::config::{Config, ConfigError, MAX_SHARDS, Purge, ShardBy};
@@ -1439,30 +1440,26 @@ impl<O: Os> BuddyAlloc<O> {
             let heap = c.heap();
             for (start, end) in heap.ranges() {
                 let mut a = start;
+                // One step per free block or live allocation (the scan moves from the start
+                // of one to the next), not per minimum block: under valgrind the per-block
+                // walk took most of `tests/scribble.rs`'s minutes.
                 while a < end {
-                    match heap.block_state(a) {
-                        BlockState::Free => {
-                            let from = a;
-                            while a < end && heap.block_state(a) == BlockState::Free {
-                                a += min;
-                            }
-                            let p = arena.with_addr(from);
-                            tools::writing_free(p, a - from, || {
-                                // SAFETY: `[from, a)` is free blocks of this chunk's heap,
-                                // inside the arena (mapped read-write while `self` lives);
-                                // no one owns them, and no one can take them while we hold
-                                // the chunk's lock. The heap keeps no state in them.
-                                unsafe { p.write_bytes(byte, a - from) }
-                            });
-                            written += a - from;
-                        }
-                        // The start of a live allocation (the scan moves from one block or
-                        // allocation to the next): skip all of it.
-                        BlockState::Used => {
-                            let p = NonNull::new(arena.with_addr(a));
-                            a += p.and_then(|p| heap.usable_size(p).ok()).unwrap_or(min);
-                        }
-                        _ => a += min,
+                    if let Some((_, to)) = heap.free_extent(a) {
+                        let (from, to) = (a, to.min(end));
+                        let p = arena.with_addr(from);
+                        tools::writing_free(p, to - from, || {
+                            // SAFETY: `[from, to)` is a free block (or cached run) of this
+                            // chunk's heap, inside the arena (mapped read-write while `self`
+                            // lives); no one owns it, and no one can take it while we hold
+                            // the chunk's lock. The heap keeps no state in it.
+                            unsafe { p.write_bytes(byte, to - from) }
+                        });
+                        written += to - from;
+                        a = to;
+                    } else {
+                        // The start of a live allocation: skip all of it.
+                        let p = NonNull::new(arena.with_addr(a));
+                        a += p.and_then(|p| heap.usable_size(p).ok()).unwrap_or(min);
                     }
                 }
             }

@@ -107,7 +107,8 @@ fn threads_never_see_scribbled_bytes_in_their_blocks() {
                 // one thread at a time, a scribbler that goes straight on holds them off
                 // (345k rounds against the workers' 2000 steps), and a yield is not enough
                 // when the other test runs beside this one (900 s in a CI run); a sleep
-                // really leaves the CPU (both tests under valgrind: 148-160 s).
+                // really leaves the CPU (both tests under valgrind: 148-160 s; 37 s since
+                // `scribble_free` steps over whole free blocks).
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
         });
