@@ -1430,7 +1430,9 @@ impl<O: Os> BuddyAlloc<O> {
     /// bytes.
     ///
     /// # Time Complexity
-    /// `O(n log n)` in minimum blocks of the chunks (each chunk's lock held for its part).
+    /// One step per free block and per live allocation (each `O(log n)`, plus a scan of the
+    /// heap's caches: [`Heap::free_extent`]), and a write of every free byte; each chunk's lock
+    /// is held for its part.
     pub fn scribble_free(&self, byte: u8) -> usize {
         let min = self.config.min_block_bytes();
         let arena = self.arena.load(Relaxed);
