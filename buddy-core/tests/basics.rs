@@ -865,8 +865,11 @@ fn free_extent_agrees_with_block_state_on_every_minimum_block() {
     let (mut walked, mut calls) = (0, 0);
     for (start, end) in h.ranges().collect::<Vec<_>>() {
         // Every minimum block: free_extent is Some exactly where block_state says Free, and
-        // the extent holds the address, is free all through, and is one block or run.
-        for a in (start..end).step_by(min) {
+        // the extent holds the address, is free all through, and is one block or run. (Not
+        // under Miri: some 8000 scans of the caches took it 12 minutes there, and the code
+        // has no `unsafe`; the extent walk below runs there too.)
+        let every_block = if cfg!(miri) { 0..0 } else { start..end };
+        for a in every_block.step_by(min) {
             match h.free_extent(a) {
                 Some((from, to)) => {
                     assert_eq!(h.block_state(a), BlockState::Free, "{a:#x}");
@@ -882,7 +885,8 @@ fn free_extent_agrees_with_block_state_on_every_minimum_block() {
                 None => assert_eq!(h.block_state(a), BlockState::Used, "{a:#x}"),
             }
         }
-        // Walking extent by extent covers exactly the free bytes.
+        // Walking extent by extent, and over each allocation whole, covers exactly the free
+        // bytes.
         let mut a = start;
         while a < end {
             calls += 1;
@@ -892,7 +896,10 @@ fn free_extent_agrees_with_block_state_on_every_minimum_block() {
                     walked += to - from;
                     a = to;
                 }
-                None => a += min,
+                None => {
+                    let p = NonNull::new(std::ptr::without_provenance_mut(a)).unwrap();
+                    a += h.usable_size(p).unwrap();
+                }
             }
         }
     }
