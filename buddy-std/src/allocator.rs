@@ -65,6 +65,11 @@ use crate::sync::{
 
 mod tools;
 
+/// The largest resize (old and new size) that a chunk's heap makes under its lock, copying
+/// if it moves the block: 4 KiB, the largest request a default heap's fast paths serve (exact
+/// fit starts above it). Larger blocks are copied with no lock held.
+const SMALL_RESIZE: usize = 4096;
+
 /// `state`: nothing reserved yet (or the last attempt failed).
 const UNINIT: u8 = 0;
 /// `state`: a thread is reserving the ranges; the others wait.
@@ -848,6 +853,23 @@ impl<O: Os> BuddyAlloc<O> {
         }
     }
 
+    /// Whether a resize from `old` to `new` bytes is left to the chunk's heap under one lock:
+    /// both sizes at most [`SMALL_RESIZE`] (a copy it may make is that short) and below the
+    /// purge threshold (nothing to purge), and no memory checker to tell about the blocks
+    /// (the heap would write to a block before it is marked live).
+    ///
+    /// Larger resizes try in place and then move the block with an allocation, a copy with no
+    /// lock held, and a free: three lock round trips, and a shrink that splits the block in
+    /// place where [`Heap::realloc`]'s fast path would take a block its caches hold.
+    #[inline]
+    fn small_resize(&self, old: usize, new: usize) -> bool {
+        let below_purge = match self.config.purge_policy() {
+            Purge::AtLeast(threshold) => old.max(new) < threshold,
+            Purge::Never => true,
+        };
+        !tools::ACTIVE && old.max(new) <= SMALL_RESIZE && below_purge
+    }
+
     /// Frees a block. A debug build checks `ptr` first, as [`free`](Self::free) does, and
     /// aborts on a pointer that is not a live block (`bad_dealloc`).
     ///
@@ -904,6 +926,25 @@ impl<O: Os> BuddyAlloc<O> {
             return None;
         }
         match self.chunk_of(ptr) {
+            Some(chunk) if self.small_resize(layout.size(), new_size) => {
+                // One lock. A growth tries in place first: into a free buddy, also one that
+                // waits in the heap's deferred cache (the design's promise). Then the heap's
+                // own resize: the same block, one its caches hold (its fast path), in place,
+                // or moved inside the chunk, copying at most `SMALL_RESIZE` bytes under the
+                // lock. Refused only when the chunk has no room: then the block moves to
+                // another chunk below.
+                let mut heap = chunk.heap();
+                let grown = new_size > layout.size()
+                    // SAFETY: the caller's contract: a live block of this heap with `layout`.
+                    && unsafe { heap.realloc_in_place(ptr, layout, new_size) }.is_ok();
+                if grown {
+                    return Some(ptr);
+                }
+                // SAFETY: as above; the refused resize changed nothing.
+                if let Ok(q) = unsafe { heap.realloc(ptr, layout, new_size) } {
+                    return Some(q);
+                }
+            }
             Some(chunk) if self.fits_chunk(new) => {
                 let old_size = layout.size();
                 if new_size < old_size {

@@ -275,13 +275,18 @@ fn a_foreign_pointer_is_refused_before_the_first_allocation() {
 }
 
 /// "realloc grows in place when the buddy is free" (the design), also when the buddy was
-/// freed a moment ago and waits in its heap's deferred cache.
+/// freed a moment ago and waits in its heap's deferred cache, and when that cache also holds
+/// a free block of the new size (which `Heap::realloc`'s fast path would move the block into).
 #[test]
 fn realloc_grows_in_place_into_a_buddy_just_freed() {
     let a = BuddyAlloc::with_config(small());
     let kib = l(1024, 8);
     // SAFETY: valid layouts; blocks used only while live.
     unsafe {
+        // A free 2 KiB block waiting in the cache.
+        let spare = a.alloc(l(2048, 8));
+        assert!(!spare.is_null());
+        a.dealloc(spare, l(2048, 8));
         // A pair of buddies: a 2 KiB-aligned block and the one right after it.
         let mut pairs = Vec::new();
         let (left, right) = loop {
@@ -297,6 +302,7 @@ fn realloc_grows_in_place_into_a_buddy_just_freed() {
         a.dealloc(right, kib);
         let r = a.realloc(left, kib, 2048);
         assert_eq!(r, left, "the buddy is free: grown in place");
+        assert_ne!(r, spare);
         assert!((0..1024).all(|i| *r.add(i) == pattern(5, i)));
         assert_eq!(a.usable_size(NonNull::new(r).unwrap()), Ok(2048));
         a.dealloc(r, l(2048, 8));
@@ -305,6 +311,78 @@ fn realloc_grows_in_place_into_a_buddy_just_freed() {
             a.dealloc(q, kib);
         }
     }
+    assert_eq!(a.stats().live_allocations(), 0);
+}
+
+/// A small resize (both sizes at most 4 KiB) is one call into the chunk's heap: between two
+/// sizes its caches hold, a block freed a moment ago is reused, and the contents move along.
+#[test]
+fn a_small_realloc_takes_a_block_the_cache_holds_and_keeps_the_contents() {
+    let a = BuddyAlloc::with_config(small());
+    // SAFETY: valid layouts; blocks used only while live.
+    unsafe {
+        for (old, new) in [(128, 64), (64, 128), (4096, 16), (16, 4096), (3000, 700)] {
+            let p = a.alloc(l(old, 16));
+            assert!(!p.is_null());
+            fill(p, old, old);
+            // A block of the new size, freed: it waits in the cache.
+            let spare = a.alloc(l(new, 16));
+            assert!(!spare.is_null());
+            a.dealloc(spare, l(new, 16));
+            let before = a.stats().heap;
+            let q = a.realloc(p, l(old, 16), new);
+            assert!(!q.is_null());
+            if new < old {
+                // A shrink never grows in place: it takes the cached block.
+                assert_eq!(q, spare, "{old} -> {new}: the cached block");
+            }
+            assert!(intact(q, old.min(new), old), "{old} -> {new}: contents");
+            let after = a.stats().heap;
+            assert_eq!(after.live_allocations, before.live_allocations);
+            assert_eq!(after.failed_requests, before.failed_requests);
+            a.dealloc(q, l(new, 16));
+        }
+    }
+    assert_eq!(a.stats().live_allocations(), 0);
+    assert_eq!(a.stats().heap.allocated_bytes, 0);
+}
+
+/// A small resize its chunk has no room for moves the block to another chunk (the heap's
+/// refusal changes nothing and is not a failed request).
+#[test]
+fn a_small_realloc_in_a_full_chunk_moves_to_another_chunk() {
+    let a = BuddyAlloc::with_config(small().memory_limit(2 * MIB));
+    let two = l(2048, 8);
+    let mut blocks = Vec::new();
+    // Fill the first chunk with 2 KiB blocks.
+    while a.stats().os.chunks < 2 {
+        // SAFETY: valid layout.
+        let p = unsafe { a.alloc(two) };
+        assert!(!p.is_null());
+        blocks.push(p);
+    }
+    let second = blocks.pop().unwrap(); // the block that made the second chunk
+    let first_chunk = |p: *mut u8| (p as usize) / MIB == (blocks[0] as usize) / MIB;
+    assert!(!first_chunk(second));
+    let p = blocks[0];
+    // SAFETY: live with `two`.
+    unsafe { fill(p, 2048, 9) };
+    let failed = a.stats().heap.failed_requests;
+    // SAFETY: live with `two`; its buddy is live, and its chunk has no 4 KiB block.
+    let q = unsafe { a.realloc(p, two, 4096) };
+    assert!(!q.is_null());
+    assert!(!first_chunk(q), "moved to the second chunk");
+    // SAFETY: q holds 4096 bytes, the first 2048 written above.
+    assert!(unsafe { intact(q, 2048, 9) });
+    assert_eq!(a.stats().heap.failed_requests, failed);
+    blocks[0] = q;
+    for (i, p) in blocks.into_iter().enumerate() {
+        let layout = if i == 0 { l(4096, 8) } else { two };
+        // SAFETY: live with `layout`.
+        unsafe { a.dealloc(p, layout) };
+    }
+    // SAFETY: live with `two`.
+    unsafe { a.dealloc(second, two) };
     assert_eq!(a.stats().live_allocations(), 0);
 }
 

@@ -712,7 +712,9 @@ fn threads_table(r: &Results) -> Option<Table> {
          share one 64 MiB region, buddy-std and System map their own memory); every 4th op it \
          also allocates a block that the other thread frees (batches of 32 through a mailbox \
          of at most 128 blocks; when it is full, the sender frees the batch itself). One \
-         thread: the mailbox loops back. Wall time: with other load on the machine the \
+         thread: the mailbox loops back. Before the timed pass each thread plays its whole \
+         script once untimed and frees everything, so that buddy-std and System find their \
+         pages faulted in, as the region-based peers find their region. Wall time: with other load on the machine the \
          2-thread figures suffer most (spin locks whose holder is preempted)."
             .into(),
     );

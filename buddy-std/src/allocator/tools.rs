@@ -24,6 +24,10 @@
 
 use core::ptr::NonNull;
 
+/// Whether a memory checker is being told about blocks: then every block must be marked live
+/// before anything writes to it, which a resize that a heap moves under its lock would not do.
+pub(super) const ACTIVE: bool = cfg!(any(feature = "memcheck", feature = "asan"));
+
 use crate::sync::AtomicPtr;
 
 #[cfg(all(
