@@ -124,7 +124,7 @@ impl Config {
     /// [`exact_fit_above`](Config::exact_fit_above) bytes whose size is not a power of two
     /// takes a run of at most [`exact_fit_pieces`](Config::exact_fit_pieces) buddy blocks
     /// (5000 bytes: 5120 = 4096 + 1024, where a power of two would take 8192) and the unused
-    /// tail of its block goes back to the free lists at once. Off: every request is rounded up
+    /// rest of its block goes back to the free lists at once. Off: every request is rounded up
     /// to a power of two.
     ///
     /// ```
@@ -989,11 +989,12 @@ impl Heap {
             return Ok(self.ptr(t, a));
         }
         if let Some((a, t)) = self.take_block(k) {
+            let mut p = a;
             if s < 1 << k {
-                self.trees[t].carve(a, k, s);
+                p = self.carve_run(t, a, k, s, layout.align());
             }
             self.note_alloc(layout.size(), s);
-            return Ok(self.ptr(t, a));
+            return Ok(self.ptr(t, p));
         }
         // `take_block` coalesced every cached block and run before it failed: the space of
         // one may now complete a run beside a free block (a request never fails while cached
@@ -1007,6 +1008,27 @@ impl Heap {
         Err(AllocError::OutOfMemory {
             size: layout.size(),
         })
+    }
+
+    /// Cuts taken block `(a, k)` of region `t` into a run of `s < 2^k` bytes and frees the
+    /// rest; returns the run's start. The run ends where the block ends when its start can be
+    /// aligned to `align` and its first, smallest piece can say "the run goes on" (`s` a
+    /// multiple of `align` and of two minimum blocks); else it starts where the block starts.
+    ///
+    /// Why the end: a run at the start of its block begins on a page boundary (a run is longer
+    /// than 4 KiB by default), and a caller that puts a small header first (sqlite's 8-byte
+    /// size) then `read`s a page of a file into it has the kernel copy a page-aligned source
+    /// to a destination 8 bytes further on: on this machine's AMD EPYC, whose `rep movsb`
+    /// stalls when a store lands just past a load in the same 4 KiB offset, a `pread` of 4 KiB
+    /// took 1952 ns there against 630 at other offsets. Ending at the block's end puts the
+    /// start at `-s mod 4096` instead. `O(k - min)`, as the carve from the start.
+    fn carve_run(&mut self, t: usize, a: usize, k: u32, s: usize, align: usize) -> usize {
+        let tree = &mut self.trees[t];
+        if s % align == 0 && s % (2 << self.min) == 0 {
+            return tree.carve_end(a, k, s);
+        }
+        tree.carve(a, k, s);
+        a
     }
 
     /// Takes one block of order `k` (a valid order of some region): the cache, then the

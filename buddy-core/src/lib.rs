@@ -44,7 +44,7 @@
 //! are merged (deferred coalescing, like Linux's per-CPU page lists); a request never fails
 //! while cached blocks could serve it. Requests above 4 KiB (configurable) that are not a power
 //! of two take an exact-fit run of at most 4 blocks (configurable; 5000 bytes take
-//! 5120 = 4096 + 1024, not 8192) and give the tail back at once; a run fills the free space
+//! 5120 = 4096 + 1024, not 8192) and give the rest of the block back at once; a run fills the free space
 //! beside a free block of its largest piece before it splits a larger block, and freed runs
 //! wait in a cache of their own. [`Config::compact`] packs tighter (exact fit above 512
 //! bytes), at some cost in time.

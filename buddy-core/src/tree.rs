@@ -34,10 +34,13 @@
 //!
 //! A request of `s` bytes (a multiple of the minimum block; the heap rounds it so that it has
 //! at most `Config::exact_fit_pieces` binary digits) that is not a power of two takes
-//! the block of order `ceil(log2 s)` and gives its unused tail back at once: the block is cut
-//! into pieces whose sizes are the binary digits of `s`, largest first, and every piece but the
-//! last is marked "continues" (`F = S = 1`). A free of the head walks the pieces in
-//! `O(log n)`; a free of any later piece is refused as an interior pointer.
+//! the block of order `ceil(log2 s)` and gives its unused part back at once: the block is cut
+//! into pieces whose sizes are the binary digits of `s`, and every piece but the last is marked
+//! "continues" (`F = S = 1`). [`Tree::carve_end`] puts the run at the block's end, smallest
+//! piece first (the heap's choice when the alignment allows: a run then does not start on a
+//! page boundary); [`Tree::carve`] at its start, largest piece first. A free of the head
+//! walks the pieces in `O(log n)`; a free of any later piece is refused as an interior
+//! pointer.
 //!
 //! A run may also start anywhere (a multiple of the minimum block whose first piece is
 //! larger than it): [`Tree::claim`] takes any free range as the greedy decomposition of
@@ -480,7 +483,8 @@ impl Tree {
     }
 
     /// Cuts allocated block `(a, k)` into an exact-fit run of `s` bytes (`s` a multiple of the
-    /// minimum block, `s <= 1 << k`), freeing the tail at once. `O(k - min)`.
+    /// minimum block, `s <= 1 << k`) that starts where the block starts, freeing the tail at
+    /// once. `O(k - min)`.
     pub(crate) fn carve(&mut self, mut a: usize, mut k: u32, mut s: usize) {
         while s != 1 << k {
             self.set_split(a, k);
@@ -496,6 +500,38 @@ impl Tree {
             }
             k = h;
         }
+    }
+
+    /// Cuts allocated block `(a, k)` into an exact-fit run of `s` bytes that ends where the
+    /// block ends (`s` a multiple of twice the minimum block, `s < 1 << k`), freeing the head
+    /// at once; returns the run's start, `a + 2^k - s`. The mirror of [`carve`](Tree::carve):
+    /// its pieces are the binary digits of `s`, smallest first, every one but the last
+    /// marked "continues" (so the first, smallest one must be above the minimum order).
+    /// `O(k - min)`.
+    pub(crate) fn carve_end(&mut self, mut a: usize, mut k: u32, mut s: usize) -> usize {
+        // Whether the run's last piece (the first whole half found) is still to be found.
+        let mut last = true;
+        while s != 1 << k {
+            self.set_split(a, k);
+            let h = k - 1;
+            trace!("buddy: split {:#x} order {} -> {}", a, k, h);
+            if s > 1 << h {
+                // The right half is a whole piece, and the run begins in the left half.
+                if !last {
+                    self.set_cont(a + (1 << h), h);
+                }
+                last = false;
+                s -= 1 << h;
+            } else {
+                self.set_free(a, h);
+                a += 1 << h;
+            }
+            k = h;
+        }
+        if !last {
+            self.set_cont(a, k);
+        }
+        a
     }
 
     /// Frees block `(a, k)` into the bitmaps, merged with its free buddies. `O(top - k)`.

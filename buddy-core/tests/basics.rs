@@ -43,11 +43,12 @@ fn exact_fit_run_of_96_bytes_frees_its_tail_at_once() {
     let p = h.alloc(l(96, 8)).unwrap();
     assert_eq!(h.stats().allocated_bytes, 96);
     let q = h.alloc(l(32, 32)).unwrap();
-    // The 32-byte tail of the 128-byte block is reused right away.
-    assert_eq!(q.as_ptr() as usize, p.as_ptr() as usize + 96);
+    // The run (32 + 64) ends where its 128-byte block ends, and the 32-byte head of the block
+    // is reused right away.
+    assert_eq!(q.as_ptr() as usize + 32, p.as_ptr() as usize);
     assert_eq!(h.usable_size(p), Ok(96));
     // The second piece of the run is an interior pointer.
-    let second = p.as_ptr().wrapping_add(64);
+    let second = p.as_ptr().wrapping_add(32);
     assert_eq!(
         // SAFETY: `free` checks its pointer: a live block is freed, anything else is refused (what the test checks).
         unsafe { h.free(std::ptr::NonNull::new(second).unwrap()) },
@@ -712,8 +713,9 @@ fn a_run_fills_the_free_tail_before_its_largest_free_piece() {
     // Exact fit for every size, on a 32 KiB region at a 32 KiB-aligned address.
     let (mut h, base) = aligned_heap(1 << 15, Config::new().exact_fit_above(0));
     // 3 KiB = 2048 + 1024 from [0, 4K): its tail [3K, 4K) is free, and [4K, 8K) is a free
-    // block whose buddy ends in that tail.
-    let a = h.alloc(l(3072, 8)).unwrap();
+    // block whose buddy ends in that tail. (A 2 KiB alignment, which 3 KiB is not a multiple
+    // of, keeps the run at the start of its block.)
+    let a = h.alloc(l(3072, 2048)).unwrap();
     assert_eq!(a.as_ptr() as usize, base);
     // 5 KiB = 1024 + 4096 over [3K, 8K), where splitting a larger block would take [8K, 13K).
     let b = h.alloc(l(5120, 8)).unwrap();
@@ -731,6 +733,47 @@ fn a_run_fills_the_free_tail_before_its_largest_free_piece() {
     assert_eq!(d.as_ptr() as usize % 4096, 0);
     assert_eq!(d.as_ptr() as usize, base + 8192);
     assert_eq!(h.alloc(l(5120, 8)).unwrap(), b);
+    h.check().unwrap();
+}
+
+/// A run cut from a block of its own ends where the block ends, so that a run longer than a
+/// page does not start on a page boundary (`Heap::carve_run` says why); it starts where the
+/// block starts when its alignment does not divide its size, or when its smallest piece would
+/// be a minimum block (which cannot say "the run goes on").
+#[test]
+fn a_run_cut_from_a_block_ends_where_the_block_ends() {
+    let (mut h, base) = aligned_heap(1 << 15, Config::new());
+    // 4096 + 512 from [0, 8K): [3584, 8K), its head [0, 3584) free at once.
+    let r = h.alloc(l(4608, 8)).unwrap();
+    assert_eq!(r.as_ptr() as usize - base, 8192 - 4608);
+    assert_eq!(h.usable_size(r), Ok(4608));
+    assert_eq!(h.free_extent(base), Some((base, base + 2048)));
+    assert_eq!(h.free_extent(base + 3072), Some((base + 3072, base + 3584)));
+    // The 4 KiB piece is not where a free may start.
+    let piece = NonNull::new(r.as_ptr().wrapping_add(512)).unwrap();
+    assert_eq!(h.usable_size(piece), Err(FreeError::Interior));
+    h.check().unwrap();
+    // A 4 KiB alignment does not divide 4608: at the start of [8K, 16K).
+    let a = h.alloc(l(4608, 4096)).unwrap();
+    assert_eq!(a.as_ptr() as usize - base, 8192);
+    h.check().unwrap();
+    // SAFETY: live allocations of h.
+    unsafe {
+        assert_eq!(h.free(r), Ok(4608));
+        assert_eq!(h.free(a), Ok(4608));
+    }
+    h.flush();
+    h.check().unwrap();
+    assert_eq!(h.free_extent(base), Some((base, base + (1 << 15))));
+    // 64 + 16 ends in a minimum block: at the start of its 128-byte block; 64 + 32 at its end.
+    let (mut h, base) = aligned_heap(1 << 15, Config::new().exact_fit_above(0));
+    let m = h.alloc(l(80, 8)).unwrap();
+    assert_eq!((m.as_ptr() as usize - base, h.usable_size(m)), (0, Ok(80)));
+    let e = h.alloc(l(96, 8)).unwrap();
+    assert_eq!(
+        (e.as_ptr() as usize - base, h.usable_size(e)),
+        (128 + 32, Ok(96))
+    );
     h.check().unwrap();
 }
 
