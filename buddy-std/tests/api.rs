@@ -332,7 +332,10 @@ fn a_small_realloc_takes_a_block_the_cache_holds_and_keeps_the_contents() {
             let before = a.stats().heap;
             let q = a.realloc(p, l(old, 16), new);
             assert!(!q.is_null());
-            if new < old {
+            // With a memory checker told about blocks (features `asan`, `memcheck`), a resize
+            // goes the long way (in place, else allocate, copy, free), so the block it gets
+            // is not fixed.
+            if new < old && !cfg!(any(feature = "asan", feature = "memcheck")) {
                 // A shrink never grows in place: it takes the cached block.
                 assert_eq!(q, spare, "{old} -> {new}: the cached block");
             }
