@@ -104,9 +104,12 @@ const INDEX: u64 = 0xffff;
 /// buddy,floor --reps 3`, medians): 2.90 ns a call, 1.52 times the floor, with a pop and a
 /// push counter per order beside the tops; 2.72 ns, 1.44 times, with this layout; 2.66 ns,
 /// 1.41 times, with no counter at all (a probe with wrong statistics).
+///
+/// `repr(C)`, the tops first: the heap puts its fast paths' fields just before them, so that
+/// all the words every fast call reads or writes, but the stack entries, lie within a few
+/// hundred bytes (see [`Heap`](crate::Heap)'s layout note).
+#[repr(C)]
 pub(crate) struct Cache {
-    /// A 0, rows of `ROW` words (each a 0 then entries or [`UNUSED`]), and a final 0.
-    slots: [usize; WORDS],
     /// By order `k`, in the low 16 bits ([`INDEX`]), the index in `slots` of its top entry:
     /// of the 0 below it when empty, 0 for an order without a stack (all of them before
     /// `init`). Above them, the blocks `pop_order` has taken since the count was last moved
@@ -128,6 +131,8 @@ pub(crate) struct Cache {
     moved: [usize; CACHE_ORDERS],
     /// Order of the first stack (`min` of the heap), set by `init`.
     min: u32,
+    /// A 0, rows of `ROW` words (each a 0 then entries or [`UNUSED`]), and a final 0.
+    slots: [usize; WORDS],
 }
 
 impl Cache {
@@ -525,6 +530,13 @@ impl RunCache {
             .filter(|(u, _)| **u != 0)
             .map(|(&u, &e)| (e & !TAG, e & TAG, u))
     }
+}
+
+/// Where the stack tops lie in a [`Cache`]: their first byte and the byte after them.
+#[cfg(test)]
+pub(crate) fn tops_span() -> (usize, usize) {
+    let start = core::mem::offset_of!(Cache, top);
+    (start, start + core::mem::size_of::<[u64; ORDERS]>())
 }
 
 #[cfg(test)]

@@ -89,11 +89,16 @@ const FORK_LOCKS: u8 = 2;
 /// The heap sits beside its lock rather than inside a `Mutex<Heap>` so that it can be built
 /// in place in the directory ([`Heap::init_in`]): a `Heap` is some 35 KiB on 64-bit targets, and moving it
 /// through constructors took over 128 KiB of stack in debug builds.
+///
+/// `repr(C)`, the lock first: every call writes the lock word and then reads the heap's fast
+/// path fields, which `Heap` puts first, so all of them share a few cache lines and no two
+/// lie a multiple of 4 KiB apart (see `Heap`'s layout note in buddy-core).
+#[repr(C)]
 struct Chunk {
-    /// The shard whose thread grew this chunk; that shard's threads allocate here.
-    owner: usize,
     /// Guards `heap`.
     lock: Lock,
+    /// The shard whose thread grew this chunk; that shard's threads allocate here.
+    owner: usize,
     /// The chunk's buddy heap: one region, the whole chunk, metadata in the directory. Only
     /// accessed through [`Chunk::heap`], under `lock`.
     heap: UnsafeCell<Heap>,
