@@ -532,11 +532,10 @@ impl RunCache {
     }
 }
 
-/// Where the stack tops lie in a [`Cache`]: their first byte and the byte after them.
+/// The byte after the stack tops in a [`Cache`].
 #[cfg(test)]
-pub(crate) fn tops_span() -> (usize, usize) {
-    let start = core::mem::offset_of!(Cache, top);
-    (start, start + core::mem::size_of::<[u64; ORDERS]>())
+pub(crate) fn tops_end() -> usize {
+    core::mem::offset_of!(Cache, top) + core::mem::size_of::<[u64; ORDERS]>()
 }
 
 #[cfg(test)]

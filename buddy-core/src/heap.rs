@@ -423,18 +423,18 @@ impl Counters {
 /// // SAFETY: a double free is detected and changes nothing.
 /// assert!(unsafe { heap.free(p) }.is_err());
 /// ```
-// Layout: `repr(C)`, the fields of the fast paths first (then the cache, whose stack tops come
-// first in it), so that every word a fast alloc or free reads or writes, but the stack entries,
-// lies within the first 1 KiB (`hot_fields_share_the_first_kilobyte` checks it). With the
-// layout Rust picked, the stack top of order 11 and `fast_max` were 16 KiB + 88 bytes apart:
-// the same offset in their pages. A fast call stores the one and the next one loads the other,
-// and on this Intel Xeon that cost ~10 cycles a call in about one heap placement in eight
-// (physical pages matter too: giving either page a fresh frame cured it). That was the
-// `pairs` slow state of earlier notes: a probe (alloc + free of 16..4096 bytes, the heap
-// copied to 48 placements per process, 6 processes, 8 offsets in the page) had 10-15% of
-// placements at ~4.4 ns a call against ~1.7, and none with this layout (0 of 384);
-// `cargo xtask bench`'s `pairs` had 2 of 8 processes at 1.7-1.8x the floor, and 0 of 28 after
-// (1.09-1.35x).
+// Layout: `repr(C)`, the fields of the fast paths first (then the cache, whose stack tops
+// come first in it), so that every word a fast alloc or free reads or writes, but the stack
+// entries, lies within the first 1 KiB (`hot_fields_share_the_first_kilobyte` checks it).
+// With the layout Rust picked, the stack top of order 11 and `fast_max` were 16 KiB + 88
+// bytes apart: the same offset in their pages. A fast call stores the one and the next one
+// loads the other, and on the Intel Xeon of the 2026-11-28 bench runs that cost ~10 cycles a
+// call in about one heap placement in eight (physical pages matter too: giving either page a
+// fresh frame cured it). That was the `pairs` slow state of earlier notes: a probe (alloc +
+// free of 16..4096 bytes, the heap copied to 48 placements per process, 6 processes, 8
+// offsets in the page) had 10-15% of placements at ~4.4 ns a call against ~1.7, and none
+// with this layout (0 of 384); `cargo xtask bench`'s `pairs` had 2 of 8 processes at
+// 1.7-1.8x the floor, and 0 of 28 after (1.09-1.35x).
 #[repr(C)]
 pub struct Heap {
     /// Pointers of the regions as given (in `trees`' order; null past them), to hand out
@@ -2032,48 +2032,40 @@ pub enum BlockState {
 
 #[cfg(test)]
 mod layout {
-    use super::{Counters, Heap};
-    use core::mem::{offset_of, size_of};
+    use super::Heap;
+    use core::mem::offset_of;
+
+    /// The bytes after each field of the fast paths, by name.
+    macro_rules! ends {
+        ($($field:ident),*) => {
+            [$((stringify!($field), offset_of!(Heap, $field) + size_of_field(|h: &Heap| &h.$field))),*]
+        };
+    }
+
+    fn size_of_field<T>(_: impl Fn(&Heap) -> &T) -> usize {
+        core::mem::size_of::<T>()
+    }
 
     /// The words of the fast paths (see the layout note on [`Heap`]) end within its first
     /// 1 KiB, so no two of them can lie a multiple of 4 KiB apart.
     #[test]
     fn hot_fields_share_the_first_kilobyte() {
-        let (tops_start, tops_end) = crate::cache::tops_span();
-        let cache = offset_of!(Heap, cache);
-        let ends = [
-            (
-                "bases",
-                offset_of!(Heap, bases) + size_of::<[*mut u8; super::MAX_REGIONS]>(),
-            ),
-            ("min", offset_of!(Heap, min) + 4),
-            ("fast_max", offset_of!(Heap, fast_max) + size_of::<usize>()),
-            ("min_mask", offset_of!(Heap, min_mask) + size_of::<usize>()),
-            (
-                "fast_pow2_max",
-                offset_of!(Heap, fast_pow2_max) + size_of::<usize>(),
-            ),
-            (
-                "first_start",
-                offset_of!(Heap, first_start) + size_of::<usize>(),
-            ),
-            (
-                "first_len",
-                offset_of!(Heap, first_len) + size_of::<usize>(),
-            ),
-            (
-                "counters",
-                offset_of!(Heap, counters) + size_of::<Counters>(),
-            ),
-            ("cache tops", cache + tops_end),
-        ];
-        for (name, end) in ends {
+        let fields = ends!(
+            bases,
+            min,
+            fast_max,
+            min_mask,
+            fast_pow2_max,
+            first_start,
+            first_len,
+            counters
+        );
+        let tops = (
+            "cache tops",
+            offset_of!(Heap, cache) + crate::cache::tops_end(),
+        );
+        for (name, end) in fields.into_iter().chain([tops]) {
             assert!(end <= 1024, "{name} ends at byte {end} of the heap");
         }
-        // And the tops come before the stacks' 12 KiB, not after them.
-        assert!(
-            tops_start < 256,
-            "the tops start at byte {tops_start} of the cache"
-        );
     }
 }

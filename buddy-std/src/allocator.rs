@@ -91,8 +91,8 @@ const FORK_LOCKS: u8 = 2;
 /// through constructors took over 128 KiB of stack in debug builds.
 ///
 /// `repr(C)`, the lock first: every call writes the lock word and then reads the heap's fast
-/// path fields, which `Heap` puts first, so all of them share a few cache lines and no two
-/// lie a multiple of 4 KiB apart (see `Heap`'s layout note in buddy-core).
+/// path fields, which `Heap` puts in its first kilobyte, so that no two of them lie a
+/// multiple of 4 KiB apart (see `Heap`'s layout note in buddy-core; checked below).
 #[repr(C)]
 struct Chunk {
     /// Guards `heap`.
@@ -109,6 +109,11 @@ struct Chunk {
 const _: () = assert!(
     size_of::<Chunk>() <= crate::config::HEADER_BOUND,
     "a chunk header outgrew HEADER_BOUND"
+);
+const _: () = assert!(
+    core::mem::offset_of!(Chunk, lock) < core::mem::offset_of!(Chunk, heap)
+        && core::mem::offset_of!(Chunk, heap) <= 64,
+    "the chunk's lock is not right before its heap"
 );
 
 impl Chunk {
