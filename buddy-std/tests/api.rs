@@ -100,10 +100,15 @@ fn realloc_grows_in_place_when_the_buddy_is_free_and_moves_otherwise() {
         let r = a.realloc(q, l(4000, 4096), 8192);
         assert_ne!(r, q, "the neighbour is taken: it moves");
         assert!(intact(r, 64, 1));
-        let s = a.realloc(r, l(8192, 4096), 100);
+        let s = a.realloc(r, l(8192, 4096), 6000);
         assert_eq!(s, r, "shrinking stays in place");
         assert!(intact(s, 64, 1));
-        a.dealloc(s, l(100, 4096));
+        // Down to a size the caches serve (at most 4 KiB) it moves into a small block, and
+        // the large one goes back whole.
+        let t = a.realloc(s, l(6000, 4096), 100);
+        assert_ne!(t, s, "a shrink to a small size moves");
+        assert!(intact(t, 64, 1));
+        a.dealloc(t, l(100, 4096));
         a.dealloc(blocker, l(16, 4096));
     }
     a.check().unwrap();
@@ -389,6 +394,63 @@ fn a_small_realloc_in_a_full_chunk_moves_to_another_chunk() {
     assert_eq!(a.stats().live_allocations(), 0);
 }
 
+/// A large block shrunk to a small size (at most 4 KiB) moves into a small block and goes back
+/// whole: on a full 1 MiB allocator, the 512 KiB it held can be allocated again at once. Split
+/// in place, the small block would have stayed at its start and no 512 KiB block would exist.
+#[test]
+fn a_large_block_shrunk_to_a_small_size_moves_and_comes_back_whole() {
+    let a = BuddyAlloc::with_config(small().memory_limit(MIB));
+    let half = l(MIB / 2, 8);
+    // SAFETY: valid layouts; every block written is live and ours, freed once with its layout.
+    unsafe {
+        let p = a.alloc(half);
+        let quarter = a.alloc(l(MIB / 4, 8));
+        assert!(!p.is_null() && !quarter.is_null());
+        fill(p, 100, 5);
+        let failed = a.stats().heap.failed_requests;
+        let q = a.realloc(p, half, 100);
+        assert!(!q.is_null());
+        assert_ne!(q, p, "moved, not split in place");
+        assert!(intact(q, 100, 5), "contents moved along");
+        assert_eq!(a.stats().heap.failed_requests, failed);
+        let again = a.alloc(half);
+        assert!(!again.is_null(), "the 512 KiB block came back whole");
+        a.check().unwrap();
+        a.dealloc(again, half);
+        a.dealloc(q, l(100, 8));
+        a.dealloc(quarter, l(MIB / 4, 8));
+    }
+    assert_eq!(a.stats().live_allocations(), 0);
+}
+
+/// With no room anywhere for the small block, the shrink splits the large block in place
+/// instead: it succeeds, keeps its contents and is not a failed request.
+#[test]
+fn a_large_block_shrunk_with_no_room_to_move_shrinks_in_place() {
+    let a = BuddyAlloc::with_config(small().memory_limit(MIB));
+    let whole = l(MIB, 8);
+    // SAFETY: valid layouts; the block is live with the size it is used with, freed once.
+    unsafe {
+        let p = a.alloc(whole);
+        assert!(!p.is_null());
+        fill(p, 4096, 6);
+        assert!(a.alloc(l(16, 8)).is_null(), "the allocator is full");
+        let failed = a.stats().heap.failed_requests;
+        let q = a.realloc(p, whole, 4096);
+        assert_eq!(q, p, "split in place");
+        assert!(intact(p, 4096, 6));
+        assert_eq!(a.stats().heap.failed_requests, failed);
+        assert_eq!(a.usable_size(NonNull::new(p).unwrap()), Ok(4096));
+        // What the shrink gave up is free again.
+        let other = a.alloc(l(MIB / 2, 8));
+        assert!(!other.is_null());
+        a.dealloc(other, l(MIB / 2, 8));
+        a.dealloc(p, l(4096, 8));
+    }
+    assert_eq!(a.stats().live_allocations(), 0);
+    a.check().unwrap();
+}
+
 /// At the limit, a block whose only room to grow is a buddy freed a moment ago (waiting in
 /// the heap's deferred cache) grows into it: the realloc is not refused.
 #[test]
@@ -593,18 +655,29 @@ fn freeing_a_block_of_the_threshold_or_more_purges_its_pages() {
         a.dealloc(small_block, l(16 << 10, 4096));
         assert_eq!(os.purge_calls(), 1, "below the threshold: kept");
         // Shrinking by the threshold or more purges the tail.
-        let shrunk = a.realloc(again, l(64 << 10, 4096), 4096);
+        let shrunk = a.realloc(again, l(64 << 10, 4096), 8 << 10);
         assert_eq!(shrunk, again);
         assert_eq!(os.purge_calls(), 2);
-        a.dealloc(shrunk, l(4096, 4096));
+        // Down to 4 KiB it moves into a small block, and the whole 8 KiB block is freed
+        // (below the threshold: kept).
+        let moved = a.realloc(shrunk, l(8 << 10, 4096), 4096);
+        assert_ne!(moved, shrunk);
+        assert_eq!(os.purge_calls(), 2);
+        a.dealloc(moved, l(4096, 4096));
+        // A block of the threshold or more shrunk to a small size is purged whole.
+        let large = a.alloc(l(64 << 10, 4096));
+        let tiny = a.realloc(large, l(64 << 10, 4096), 100);
+        assert_ne!(tiny, large);
+        assert_eq!(os.purge_calls(), 3);
+        a.dealloc(tiny, l(100, 4096));
     }
     let s = a.stats();
-    assert_eq!(s.os.purges, 2);
-    assert_eq!(s.os.purged_bytes, (64 << 10) + (60 << 10));
+    assert_eq!(s.os.purges, 3);
+    assert_eq!(s.os.purged_bytes, (64 << 10) + (56 << 10) + (64 << 10));
     let never = BuddyAlloc::with_os(small().purge(Purge::Never), &os);
     // SAFETY: valid layout, freed with it.
     unsafe { never.dealloc(never.alloc(l(MIB / 2, 8)), l(MIB / 2, 8)) };
-    assert_eq!(os.purge_calls(), 2, "Purge::Never never purges");
+    assert_eq!(os.purge_calls(), 3, "Purge::Never never purges");
 }
 
 #[test]
