@@ -1325,6 +1325,47 @@ impl Heap {
     /// # Time Complexity
     /// `O(log n)`.
     pub unsafe fn free(&mut self, ptr: NonNull<u8>) -> Result<usize, FreeError> {
+        // SAFETY: forwarded contract; every size is below `usize::MAX`, so it is freed.
+        unsafe { self.free_below(ptr, usize::MAX) }.map(|(s, _)| s)
+    }
+
+    /// [`free`](Heap::free) of an allocation smaller than `limit` bytes; a larger one is
+    /// checked the same way and left live. Returns the allocation's size and whether it was
+    /// freed: one metadata lookup for a caller that must act on a large block's memory before
+    /// it frees it (buddy-std gives its pages back to the OS first) and on a small one not at
+    /// all, where [`usable_size`](Heap::usable_size) and then [`free`](Heap::free) look the
+    /// block up twice.
+    ///
+    /// ```
+    /// use buddy_core::{FreeError, Heap};
+    /// use core::alloc::Layout;
+    /// let mem = Box::leak(Box::new([core::mem::MaybeUninit::uninit(); 1 << 16]));
+    /// let mut heap = Heap::new();
+    /// heap.add_region_from_slice(mem).unwrap();
+    /// let small = heap.alloc(Layout::from_size_align(100, 8).unwrap()).unwrap();
+    /// let large = heap.alloc(Layout::from_size_align(5000, 8).unwrap()).unwrap();
+    /// // SAFETY: both are live and nothing uses them any more.
+    /// unsafe {
+    ///     assert_eq!(heap.free_below(small, 4096), Ok((128, true))); // freed
+    ///     assert_eq!(heap.free_below(large, 4096), Ok((5120, false))); // still live
+    ///     assert_eq!(heap.free_below(small, 4096), Err(FreeError::DoubleFree));
+    ///     assert_eq!(heap.free(large), Ok(5120));
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`free`](Heap::free); nothing changes.
+    ///
+    /// # Safety
+    /// As [`free`](Heap::free) when the allocation is smaller than `limit`.
+    ///
+    /// # Time Complexity
+    /// `O(log n)`.
+    pub unsafe fn free_below(
+        &mut self,
+        ptr: NonNull<u8>,
+        limit: usize,
+    ) -> Result<(usize, bool), FreeError> {
         let p = ptr.as_ptr() as usize;
         let r = match self.tree_of(p) {
             Some(t) if self.trees[t].contains(p) && p % self.config.block() == 0 => {
@@ -1333,10 +1374,11 @@ impl Heap {
             _ => Err(FreeError::Foreign),
         };
         match r {
-            Ok((t, s)) => {
+            Ok((t, s)) if s < limit => {
                 self.release(t, p, s);
-                Ok(s)
+                Ok((s, true))
             }
+            Ok((_, s)) => Ok((s, false)),
             Err(e) => {
                 log_warn!("buddy: free({:#x}) refused: {}", p, e);
                 Err(e)

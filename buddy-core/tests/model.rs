@@ -235,6 +235,16 @@ impl Harness {
             Op::Free(i) => {
                 if let Some(i) = self.pick(i) {
                     let l = self.live.swap_remove(i);
+                    // An allocation of `limit` bytes or more is checked and left live.
+                    let before = self.heap.stats();
+                    // SAFETY: live allocation, not freed at this limit.
+                    let kept = unsafe { self.heap.free_below(l.ptr, l.handed) };
+                    assert_eq!(kept, Ok((l.handed, false)));
+                    assert_eq!(
+                        self.heap.stats(),
+                        before,
+                        "a kept allocation changed the heap"
+                    );
                     // SAFETY: live allocation.
                     assert_eq!(unsafe { self.heap.free(l.ptr) }, Ok(l.handed));
                     self.freed.push(l.ptr);
