@@ -17,6 +17,8 @@
 //! - `--no-cut`: no time budgets (for profilers: `valgrind --tool=callgrind
 //!   --toggle-collect='*Throughput*run*' <bench binary> --bench --only buddy --workloads pairs
 //!   --reps 1 --no-cut`).
+//! - `--huge-pages`: the region on 2 MiB pages (`MADV_HUGEPAGE`; the report says how much of
+//!   it the kernel gave), to tell cache misses from TLB misses on the large regions.
 //! - `--write`: write the files even for a quick or filtered run (they are not, by default).
 //!
 //! The exit code is non-zero if any buddy configuration fails its self-check.
@@ -160,10 +162,14 @@ impl Plan {
 struct Arena {
     ptr: *mut u8,
     layout: Layout,
+    /// How the region is backed, for the report (`--huge-pages`).
+    pages: String,
 }
 
 impl Arena {
-    fn new(len: usize) -> Arena {
+    /// `len` bytes aligned to `len`, every page faulted in; with `huge`, advised
+    /// `MADV_HUGEPAGE` first, so that the kernel backs it with 2 MiB pages if it can.
+    fn new(len: usize, huge: bool) -> Arena {
         let layout = Layout::from_size_align(len, len).expect("power-of-two region");
         // SAFETY: non-zero size.
         let ptr = unsafe { std::alloc::alloc(layout) };
@@ -172,15 +178,44 @@ impl Arena {
             "cannot allocate the {} MiB region",
             len / MIB
         );
+        let before = anon_huge_kib();
+        if huge {
+            // SAFETY: `[ptr, ptr + len)` is ours (just allocated, page-aligned as `len` is a
+            // multiple of the page size); `MADV_HUGEPAGE` changes no contents.
+            let advised =
+                unsafe { rustix::mm::madvise(ptr.cast(), len, rustix::mm::Advice::LinuxHugepage) };
+            if let Err(e) = advised {
+                eprintln!("warning: madvise(MADV_HUGEPAGE) refused ({e}): 4 KiB pages");
+            }
+        }
         // SAFETY: `ptr` is valid for `len` bytes.
         unsafe { ptr.write_bytes(0, len) };
-        Arena { ptr, layout }
+        let pages = if huge {
+            let got = anon_huge_kib()
+                .zip(before)
+                .map(|(a, b)| a.saturating_sub(b));
+            format!(
+                "2 MiB pages asked (`--huge-pages`, `MADV_HUGEPAGE`): {} MiB of the {} MiB region on huge pages",
+                got.map_or("?".into(), |k| (k >> 10).to_string()),
+                len / MIB
+            )
+        } else {
+            "4 KiB pages (the default; `--huge-pages` asks for 2 MiB pages)".into()
+        };
+        Arena { ptr, layout, pages }
     }
 
     fn region(&self, len: usize) -> Region {
         assert!(len <= self.layout.size());
         Region { ptr: self.ptr, len }
     }
+}
+
+/// The process's anonymous memory on transparent huge pages (`/proc/self/smaps_rollup`), KiB.
+fn anon_huge_kib() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/smaps_rollup").ok()?;
+    let line = s.lines().find(|l| l.starts_with("AnonHugePages:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 impl Drop for Arena {
@@ -543,7 +578,7 @@ fn main() -> ExitCode {
     }));
 
     let largest = plan.scaling[2].max(plan.main_len);
-    let arena = Arena::new(largest);
+    let arena = Arena::new(largest, has("--huge-pages"));
     let clock = Clock::calibrate();
     let main_len = plan.main_len;
 
@@ -626,6 +661,7 @@ fn main() -> ExitCode {
         clock_resolution_ns: clock.resolution_ns,
         cpu_time: workloads::thread_cpu_ns().is_some(),
         load: (load_before, loadavg()),
+        pages: arena.pages.clone(),
         elapsed: START.with(|s| s.elapsed()),
     };
     report::print(&results);

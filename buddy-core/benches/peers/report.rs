@@ -250,6 +250,8 @@ pub struct Results {
     pub cpu_time: bool,
     /// Load averages before and after the run.
     pub load: (String, String),
+    /// How the region is backed (page size).
+    pub pages: String,
     /// Wall time of the whole run.
     pub elapsed: Duration,
 }
@@ -1060,6 +1062,7 @@ pub fn print(r: &Results) {
         m.date,
         r.elapsed.as_secs_f64()
     );
+    println!("region: {}", r.pages);
     for t in tables(r) {
         print!("{}", t.text());
     }
@@ -1597,7 +1600,7 @@ fn markdown(r: &Results, m: &Machine) -> String {
          | | |\n| --- | --- |\n\
          | date | {} |\n| machine | {} CPUs, {} |\n| kernel | Linux {} |\n| compiler | {} |\n\
          | commit | {} |\n| run | {} repetitions per cell, medians; {:.0} s in all |\n\
-         | load average (1, 5, 15 min) | {} before, {} after |\n\n\
+         | load average (1, 5, 15 min) | {} before, {} after |\n| region | {} |\n\n\
          ![ns per call, per workload and allocator](bench/bench.svg)\n\n\
          Raw numbers (medians, min and max over repetitions): [bench/results.csv](bench/results.csv).\n\n",
         m.date,
@@ -1609,7 +1612,8 @@ fn markdown(r: &Results, m: &Machine) -> String {
         r.reps,
         r.elapsed.as_secs_f64(),
         r.load.0,
-        r.load.1
+        r.load.1,
+        r.pages
     );
     s += "## Method\n\n\
         - Every allocator manages the same region (System excepted: it has none) and plays exactly \
