@@ -45,8 +45,9 @@
 //! A run may also start anywhere (a multiple of the minimum block whose first piece is
 //! larger than it): [`Tree::claim`] takes any free range as the greedy decomposition of
 //! `[p, p + s)`, smaller pieces at both ends around the largest. The heap uses that to grow a
-//! run in place and to place a run in the free space beside a free block of its largest order
-//! (found with [`Tree::free_at_edge`]) before it splits a larger block.
+//! run in place, to put a run right after the last run of the same size, and to place a run
+//! in the free space beside a free block of its largest order (found with
+//! [`Tree::free_at_edge`]) before it splits a larger block.
 
 use crate::bitmap::{self, NO_MASK};
 use crate::order::{align_down, floor_log2, words};

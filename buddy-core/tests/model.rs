@@ -18,7 +18,13 @@ use std::ptr::NonNull;
 
 #[derive(Clone, Debug)]
 enum Op {
-    Alloc { size: usize, align_shift: u32 },
+    Alloc {
+        size: usize,
+        align_shift: u32,
+    },
+    /// The last `Alloc` again, this many times (same-sized requests in a row: the heap puts
+    /// a run right after the last one of its size).
+    Repeat(u8),
     Dealloc(usize),
     Free(usize),
     Realloc(usize, usize),
@@ -41,6 +47,7 @@ fn size() -> impl Strategy<Value = usize> {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         10 => (size(), 0u32..=9).prop_map(|(size, align_shift)| Op::Alloc { size, align_shift }),
+        3 => (1u8..=6).prop_map(Op::Repeat),
         4 => any::<usize>().prop_map(Op::Dealloc),
         4 => any::<usize>().prop_map(Op::Free),
         3 => (any::<usize>(), size()).prop_map(|(i, s)| Op::Realloc(i, s)),
@@ -69,6 +76,8 @@ struct Harness {
     config: Config,
     scribble: bool,
     round: u8,
+    /// The last `Alloc` op, for `Repeat`.
+    last_alloc: Option<Op>,
     /// Bounds on the high-water mark: the largest live total seen after any op, and that or
     /// a realloc's old and new blocks together (a move may hold both for a moment).
     high_water_lo: usize,
@@ -126,6 +135,7 @@ impl Harness {
             config,
             scribble,
             round: 0,
+            last_alloc: None,
             high_water_lo: 0,
             high_water_hi: 0,
             failed: 0,
@@ -166,7 +176,15 @@ impl Harness {
 
     fn step(&mut self, op: &Op) {
         match *op {
+            Op::Repeat(n) => {
+                if let Some(last) = self.last_alloc.clone() {
+                    for _ in 0..n {
+                        self.step(&last);
+                    }
+                }
+            }
             Op::Alloc { size, align_shift } => {
+                self.last_alloc = Some(op.clone());
                 let layout = Layout::from_size_align(size, 1 << align_shift).unwrap();
                 let (k, handed) = self.expected(layout);
                 let before = self.heap.stats();
