@@ -9,7 +9,7 @@
 //! `calloc`, `realloc`, `posix_memalign`, `aligned_alloc`, `memalign`, `valloc`, `pvalloc`,
 //! `malloc_usable_size` — with the C semantics of [`buddy_std::malloc`], over one `static`
 //! [`BuddyAlloc`] with the default configuration but for [`ShardBy::Stack`] (see
-//! Limitations). glibc's own functions that allocate
+//! Limitations) and [`Config::compact`] (see Choices). glibc's own functions that allocate
 //! (`strdup`, `reallocarray`, `fopen`, …) call these through the dynamic linker, so the
 //! whole process uses buddy. It is also this library's `#[global_allocator]`: what Rust's
 //! `std` allocates inside the library comes from the same heap, never from glibc's `malloc`.
@@ -19,6 +19,13 @@
 //!
 //! # Choices where C leaves room
 //!
+//! - The heap is compact ([`Config::compact`]): requests above 512 bytes take exact-fit runs
+//!   of buddy blocks, and runs of one size lie end to end. C programs make many requests of
+//!   one size a little above a power of two (python3's `bytes(1000)` is a `calloc` of 1,033
+//!   bytes), where a 2 KiB block each would touch twice the pages. Measured under
+//!   `LD_PRELOAD` (CPU time, medians of 5 interleaved runs): python3's test-pass script 1.05 s
+//!   and 279k page faults with the default configuration, 1.03 s and 249k compact (glibc
+//!   0.97 s and 233k); sqlite3's build 0.82 s, 0.78 s compact (glibc 0.73 s).
 //! - `malloc(0)` returns a unique minimum block (16 bytes), as glibc does.
 //! - `realloc(p, 0)` frees `p` and returns NULL, as glibc does.
 //! - `free`, `realloc` and `malloc_usable_size` of a pointer this heap did not hand out
@@ -94,8 +101,10 @@ use buddy_std::{BuddyAlloc, Config, ShardBy};
 
 /// The process heap, and this library's Rust global allocator. Threads find their shard by
 /// their stack's address, not a thread-local (see the crate docs, Limitations).
+/// Compact (the crate docs, Choices, say why).
 #[global_allocator]
-static HEAP: BuddyAlloc = BuddyAlloc::with_config(Config::new().shard_by(ShardBy::Stack));
+static HEAP: BuddyAlloc =
+    BuddyAlloc::with_config(Config::new().shard_by(ShardBy::Stack).compact(true));
 
 /// Pointers given to `free`/`realloc`/`malloc_usable_size` that this heap never handed out.
 static BAD_POINTERS: AtomicUsize = AtomicUsize::new(0);
