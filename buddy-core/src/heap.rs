@@ -1039,10 +1039,10 @@ impl Heap {
     /// for those runs only; a request of another size, or one whose place is taken, goes the
     /// usual way. `O(log n)`: one [`Tree::claim`].
     ///
-    /// Measured: 100,000 `calloc(1, 1033)` under `LD_PRELOAD` with [`Config::compact`]
-    /// (1,088-byte runs) touched 204 MB before (a 2 KiB block each), 109 MB with it (glibc
-    /// 105 MB); python3 making 10^5 `bytes(1000)` 216 MB and 65k page faults before, 123 MB
-    /// and 41k with it (glibc 117 MB, 35k). The bench's random workloads, whose consecutive
+    /// Measured under `LD_PRELOAD` with [`Config::compact`] (1,088-byte runs), RSS from
+    /// `/usr/bin/time`: 100,000 `calloc(1, 1033)` touched 204 MB before (a 2 KiB block each),
+    /// 109 MB with it (glibc 105 MB); python3 making 10^5 `bytes(1000)` 217 MB and 65k page
+    /// faults before, 123 MB and 41k with it (glibc 117 MB, 35k). The bench's random workloads, whose consecutive
     /// requests rarely share a size, did not move (random-actions 19.7 and 19.3 ns against
     /// 19.8 and 21.1 in interleaved runs; efficiency 92.7% either way).
     fn after_last_run(&mut self, s: usize, align: usize) -> Option<(usize, usize)> {

@@ -983,10 +983,13 @@ fn same_sized_runs_lie_end_to_end() {
         assert_eq!(w[1], w[0] + 1088, "runs of one size end to end");
     }
     h.check().unwrap();
-    // A pointer inside a run (its second piece onwards) is refused, and changes nothing.
+    // A pointer inside a run is refused, and changes nothing.
     let inner = NonNull::new(ps[3].as_ptr().wrapping_add(64)).unwrap();
+    let live = h.stats();
     // SAFETY: a wrong pointer is detected, not freed.
     assert_eq!(unsafe { h.free(inner) }, Err(FreeError::Interior));
+    assert_eq!(h.stats().free_blocks, live.free_blocks);
+    assert_eq!(h.stats().live_allocations, 30);
     let order = (0..30).rev().step_by(2).chain((0..30).step_by(2));
     for i in order {
         // SAFETY: live allocations of h, each freed once.

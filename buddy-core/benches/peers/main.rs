@@ -178,10 +178,10 @@ impl Arena {
             "cannot allocate the {} MiB region",
             len / MIB
         );
-        let before = anon_huge_kib();
+        let before = huge.then(anon_huge_kib).flatten();
         if huge {
-            // SAFETY: `[ptr, ptr + len)` is ours (just allocated, page-aligned as `len` is a
-            // multiple of the page size); `MADV_HUGEPAGE` changes no contents.
+            // SAFETY: `[ptr, ptr + len)` is ours, just allocated and aligned to `len`, a power
+            // of two of at least a page; `MADV_HUGEPAGE` changes no contents.
             let advised =
                 unsafe { rustix::mm::madvise(ptr.cast(), len, rustix::mm::Advice::LinuxHugepage) };
             if let Err(e) = advised {
