@@ -59,6 +59,16 @@ pub(crate) fn test(meta: &[u64], off: usize, stride: usize, i: usize) -> bool {
     meta[off + i / 64 * stride] & bit(i) != 0
 }
 
+/// Bit `i` is set in the second and clear in the first of two interleaved bitmaps (a tree
+/// level above the minimum order: the free words at `off`, the split words right after each):
+/// both words read from one index computation, and they share a cache line.
+#[inline]
+pub(crate) fn test_second_only(meta: &[u64], off: usize, i: usize) -> bool {
+    tick();
+    let w = off + i / 64 * 2;
+    meta[w + 1] & !meta[w] & bit(i) != 0
+}
+
 /// Sets bit `i` of the flat bitmap at `off` (no summaries).
 #[inline]
 pub(crate) fn set_raw(meta: &mut [u64], off: usize, stride: usize, i: usize) {

@@ -232,6 +232,16 @@ impl Tree {
         }
     }
 
+    /// Tree node `(a, k)` (covered by the bitmaps) is split: `S = 1, F = 0`, read together
+    /// (the walks between leaves test nothing else).
+    #[inline]
+    fn split_node(&self, a: usize, k: u32) -> bool {
+        k > self.min && {
+            let l = self.level(k);
+            bitmap::test_second_only(self.meta, l.free_off, self.idx(a, k))
+        }
+    }
+
     /// Block `a` of order `k` (covered by the bitmaps) is neither free, split, nor a piece
     /// that a run continues from: given that its parent is split, an allocated leaf, which is
     /// what a cached block is. Two bits, in the same words as [`is_free`](Tree::is_free)'s.
@@ -344,7 +354,7 @@ impl Tree {
         let mut k = self.min;
         while k < self.top {
             let parent = align_down(p, k + 1);
-            if self.s(parent, k + 1) && !self.f(parent, k + 1) {
+            if self.split_node(parent, k + 1) {
                 break;
             }
             k += 1;
@@ -356,7 +366,7 @@ impl Tree {
     /// block `(q, k)` a tree node).
     #[inline]
     fn leaf_from(&self, q: usize, mut k: u32) -> u32 {
-        while k > self.min && self.s(q, k) && !self.f(q, k) {
+        while self.split_node(q, k) {
             k -= 1;
         }
         k
@@ -373,7 +383,7 @@ impl Tree {
         let mut k = h;
         while k < self.top {
             let parent = align_down(n, k + 1);
-            if self.s(parent, k + 1) && !self.f(parent, k + 1) {
+            if self.split_node(parent, k + 1) {
                 break;
             }
             k += 1;
@@ -445,7 +455,7 @@ impl Tree {
     /// Block `a` of order `k` is split (and covered by the bitmaps).
     #[inline]
     fn is_split(&self, a: usize, k: u32) -> bool {
-        k > self.min && self.index(a, k).is_some() && self.s(a, k) && !self.f(a, k)
+        k > self.min && self.index(a, k).is_some() && self.split_node(a, k)
     }
 
     /// Free bytes at the start of tree node `(q, k)` (at its end with `at_end`), counted until

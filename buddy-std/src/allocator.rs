@@ -937,26 +937,67 @@ impl<O: Os> BuddyAlloc<O> {
             self.counters.failed.fetch_add(1, Relaxed);
             return None;
         }
-        match self.chunk_of(ptr) {
-            Some(chunk) if self.small_resize(layout.size(), new_size) => {
-                // One lock. A growth tries in place first: into a free buddy, also one that
-                // waits in the heap's deferred cache (the design's promise). Then the heap's
-                // own resize: the same block, one its caches hold (its fast path), in place,
-                // or moved inside the chunk, copying at most `SMALL_RESIZE` bytes under the
-                // lock. Refused only when the chunk has no room: then the block moves to
-                // another chunk below.
-                let mut heap = chunk.heap();
-                let grown = new_size > layout.size()
-                    // SAFETY: the caller's contract: a live block of this heap with `layout`.
-                    && unsafe { heap.realloc_in_place(ptr, layout, new_size) }.is_ok();
-                if grown {
-                    return Some(ptr);
-                }
-                // SAFETY: as above; the refused resize changed nothing.
-                if let Ok(q) = unsafe { heap.realloc(ptr, layout, new_size) } {
-                    return Some(q);
-                }
+        let small = self
+            .chunk_of(ptr)
+            .filter(|_| self.small_resize(layout.size(), new_size));
+        if let Some(chunk) = small {
+            let mut heap = chunk.heap();
+            // SAFETY: the caller's contract: a live block of this chunk's heap with `layout`.
+            let resized = unsafe { Self::resize_small(&mut heap, ptr, layout, new_size) };
+            // The lock goes before a move to another chunk takes that chunk's lock.
+            drop(heap);
+            if resized.is_some() {
+                return resized;
             }
+        }
+        // SAFETY: the caller's contract; a refused small resize changed nothing.
+        unsafe { self.reallocate_large(ptr, layout, new, small.is_some()) }
+    }
+
+    /// A resize of at most [`SMALL_RESIZE`] bytes (old and new size) inside `heap`, under its
+    /// lock. A growth tries in place first: into a free buddy, also one that waits in the
+    /// heap's deferred cache (the design's promise). Then the heap's own resize: the same
+    /// block, one its caches hold (its fast path), in place, or moved inside the chunk,
+    /// copying at most `SMALL_RESIZE` bytes under the lock. `None` only when the chunk has no
+    /// room (the block is then as it was, and moves to another chunk, see
+    /// [`reallocate_large`](Self::reallocate_large)).
+    ///
+    /// # Safety
+    /// `ptr` is a live block of `heap` allocated with `layout` (for a resized block, the last
+    /// size and the original alignment); `new_size` is not zero and fits a layout with
+    /// `layout.align()`.
+    unsafe fn resize_small(
+        heap: &mut Heap,
+        ptr: NonNull<u8>,
+        layout: Layout,
+        new_size: usize,
+    ) -> Option<NonNull<u8>> {
+        let grown = new_size > layout.size()
+            // SAFETY: the caller's contract: a live block of this heap with `layout`.
+            && unsafe { heap.realloc_in_place(ptr, layout, new_size) }.is_ok();
+        if grown {
+            return Some(ptr);
+        }
+        // SAFETY: as above; the refused resize changed nothing.
+        unsafe { heap.realloc(ptr, layout, new_size) }.ok()
+    }
+
+    /// [`reallocate_block`](Self::reallocate_block) past the small resize under one lock
+    /// (`small_tried`: it was tried and refused, so the block moves).
+    ///
+    /// # Safety
+    /// As [`reallocate_block`](Self::reallocate_block); `new` is `(new_size, layout.align())`
+    /// with `new_size` not zero.
+    unsafe fn reallocate_large(
+        &self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+        new: Layout,
+        small_tried: bool,
+    ) -> Option<NonNull<u8>> {
+        let new_size = new.size();
+        match self.chunk_of(ptr) {
+            Some(_) if small_tried => {}
             Some(chunk) if self.fits_chunk(new) => {
                 let old_size = layout.size();
                 // A shrink to a size the heaps' caches serve (at most `SMALL_RESIZE`) moves
@@ -1164,6 +1205,57 @@ impl<O: Os> BuddyAlloc<O> {
                 .map(|d| d.len)
                 .ok_or(FreeError::Foreign),
         }
+    }
+
+    /// The C face's `realloc`: resizes the block at `ptr`, whose size only the heap knows, to
+    /// `new` (`new.align()` is the one every C block has). `ptr` is checked as
+    /// [`usable_size`](Self::usable_size) checks it, and a small resize (old and new size at
+    /// most [`SMALL_RESIZE`]) is done under that same lock, with the size that check found:
+    /// one lock and one walk of the block's metadata where asking the size first and then
+    /// resizing took two of each. A block's usable size is its exact extent in the heap (the
+    /// whole buddy block, an exact-fit run, or a direct mapping's pages), and a layout of that
+    /// size with `new.align()` finds the same extent again: it is a valid layout to resize the
+    /// block with, whatever it was requested with. `Ok(None)`: no memory for `new`, and the
+    /// block is as it was.
+    ///
+    /// # Errors
+    /// As [`free`](Self::free); nothing changed.
+    ///
+    /// # Safety
+    /// If `ptr` is the start of a live block of this allocator, nobody else uses it during the
+    /// call, and on success nobody uses `ptr` afterwards (unless it is returned). `new` has a
+    /// non-zero size.
+    #[cfg(feature = "malloc")]
+    pub(crate) unsafe fn realloc_unsized(
+        &self,
+        ptr: NonNull<u8>,
+        new: Layout,
+    ) -> Result<Option<NonNull<u8>>, FreeError> {
+        let (old, small) = match self.chunk_of(ptr) {
+            Some(chunk) => {
+                let mut heap = chunk.heap();
+                let old = heap.usable_size(ptr)?;
+                let small = self.small_resize(old, new.size());
+                if small
+                    && let Ok(layout) = Layout::from_size_align(old, new.align())
+                    // SAFETY: `ptr` is a live block of this heap (just checked, under the same
+                    // lock), which `layout` describes (see above); `new.size()` is not zero.
+                    && let Some(q) = unsafe { Self::resize_small(&mut heap, ptr, layout, new.size()) }
+                {
+                    return Ok(Some(q));
+                }
+                (old, small)
+            }
+            None => (self.usable_size(ptr)?, false),
+        };
+        // A block's size rounded up to a C alignment never overflows `isize`: not reached.
+        let Ok(layout) = Layout::from_size_align(old, new.align()) else {
+            return Ok(None);
+        };
+        // SAFETY: `ptr` is live and `layout` describes it (checked above, see the docs for
+        // why a refused small resize or the lock dropped in between change nothing of that:
+        // the caller alone uses the block); `new` is not zero-sized.
+        Ok(unsafe { self.reallocate_large(ptr, layout, new, small) })
     }
 
     /// Counts a request refused before it reached the allocator (by the C face: a size that

@@ -217,23 +217,23 @@ pub unsafe fn realloc<O: Os>(
     let Some(p) = NonNull::new(ptr.cast::<u8>()) else {
         return malloc(heap, size).map(Some);
     };
-    let old = heap.usable_size(p).map_err(CError::BadPointer)?;
     if size == 0 {
-        // SAFETY: `p` is live (just checked); the caller gives it up.
+        // SAFETY: the caller gives `p` up; `free` checks it.
         unsafe { free(heap, ptr) }?;
         return Ok(None);
     }
-    request_layout(heap, size, MIN_ALIGN)?;
-    // The block's usable size is its exact extent in the heap (the whole buddy block, or the
-    // run of an exact fit, or the pages of a direct mapping), and a layout of that size finds
-    // the same extent again: it is a valid layout to resize the block with, whatever the
-    // size and alignment it was requested with.
-    let layout = c_layout(old, MIN_ALIGN)?;
-    // SAFETY: `p` is a live block of `heap` that `layout` describes (see above); `size` is
-    // non-zero and fits `isize` once rounded up (checked by `c_layout`); the caller's
-    // contract covers the rest.
-    let q = unsafe { heap.realloc(p.as_ptr(), layout, size) };
-    NonNull::new(q.cast()).map(Some).ok_or(CError::OutOfMemory)
+    let Ok(new) = c_layout(size, MIN_ALIGN) else {
+        // A bad pointer is reported before a size no heap can serve.
+        heap.usable_size(p).map_err(CError::BadPointer)?;
+        return Err(refuse(heap, CError::OutOfMemory));
+    };
+    // SAFETY: the caller's contract is `realloc_unsized`'s; `new` is not zero-sized and
+    // aligned to `MIN_ALIGN`, the minimum block.
+    match unsafe { heap.realloc_unsized(p, new) } {
+        Ok(Some(q)) => Ok(Some(q.cast())),
+        Ok(None) => Err(CError::OutOfMemory),
+        Err(e) => Err(CError::BadPointer(e)),
+    }
 }
 
 /// `malloc_usable_size(ptr)`: the bytes usable in the block at `ptr` (at least what was

@@ -176,3 +176,89 @@ fn bad_pointers_are_refused_and_change_nothing() {
     }
     h.check().unwrap();
 }
+
+/// `realloc` asks the heap for the block's size and resizes a small block under the same
+/// lock: a block grows in place into its buddy just freed, a run (compact configuration)
+/// followed by a live run moves, contents kept either way; every refusal is the pointer's
+/// before it is the size's, and changes nothing.
+#[test]
+fn realloc_checks_the_pointer_then_resizes_small_blocks_in_place_or_moving() {
+    let h = BuddyAlloc::with_config(Config::new().memory_limit(256 << 20).compact(true));
+    // Two 128-byte blocks, buddies; the right one freed (it waits in the deferred cache).
+    let a = malloc::malloc(&h, 100).unwrap().as_ptr();
+    let b = malloc::malloc(&h, 100).unwrap().as_ptr();
+    assert_eq!(b.addr(), a.addr() + 128, "lowest address first: buddies");
+    fill(a, 100, 1);
+    // SAFETY: live, freed once.
+    unsafe { malloc::free(&h, b) }.unwrap();
+    // SAFETY: `a` is live and used by nobody else.
+    let a2 = unsafe { malloc::realloc(&h, a, 200) }
+        .unwrap()
+        .unwrap()
+        .as_ptr();
+    assert_eq!(a2, a, "grown in place into the freed buddy");
+    assert_eq!(malloc::usable_size(&h, a2), Ok(256));
+    assert!(filled(a2, 100, 1));
+
+    // Two runs of one size lie end to end: the first cannot grow in place, so it moves.
+    let r = malloc::malloc(&h, 600).unwrap().as_ptr();
+    let s = malloc::malloc(&h, 600).unwrap().as_ptr();
+    let run = malloc::usable_size(&h, r).unwrap();
+    assert!(
+        (600..1024).contains(&run),
+        "an exact-fit run, not a 1 KiB block: {run}"
+    );
+    assert_eq!(s.addr(), r.addr() + run, "runs of one size lie end to end");
+    fill(r, 600, 2);
+    fill(s, 600, 3);
+    // SAFETY: `r` is live and used by nobody else; nobody uses it after this call.
+    let r2 = unsafe { malloc::realloc(&h, r, 1200) }
+        .unwrap()
+        .unwrap()
+        .as_ptr();
+    assert_ne!(r2, r);
+    assert!(filled(r2, 600, 2));
+    assert!(filled(s, 600, 3));
+    assert!(malloc::usable_size(&h, r2).unwrap() >= 1200);
+    assert_eq!(
+        malloc::usable_size(&h, r),
+        Err(CError::BadPointer(FreeError::DoubleFree))
+    );
+
+    // Refusals: the pointer first, then the size; none changes anything.
+    let before = h.stats();
+    for size in [0, 10, 5000, usize::MAX] {
+        // SAFETY: `r` is freed: refused, nothing touched.
+        let got = unsafe { malloc::realloc(&h, r, size) };
+        assert_eq!(
+            got,
+            Err(CError::BadPointer(FreeError::DoubleFree)),
+            "{size}"
+        );
+        // SAFETY: an interior pointer: refused, nothing touched.
+        let got = unsafe { malloc::realloc(&h, s.wrapping_byte_add(32), size) };
+        assert!(matches!(got, Err(CError::BadPointer(_))), "{size}");
+    }
+    let after = h.stats();
+    assert_eq!(after.heap.frees, before.heap.frees);
+    assert_eq!(after.heap.free_bytes, before.heap.free_bytes);
+    assert_eq!(after.heap.failed_requests, before.heap.failed_requests);
+    assert!(filled(s, 600, 3));
+    // A good pointer with a size no heap serves: out of memory, counted, block untouched.
+    // SAFETY: `s` is live.
+    let got = unsafe { malloc::realloc(&h, s, usize::MAX) };
+    assert_eq!(got, Err(CError::OutOfMemory));
+    assert_eq!(
+        h.stats().heap.failed_requests,
+        before.heap.failed_requests + 1
+    );
+    assert!(filled(s, 600, 3));
+    // SAFETY: live blocks, freed once.
+    unsafe {
+        malloc::free(&h, a2).unwrap();
+        malloc::free(&h, r2).unwrap();
+        malloc::free(&h, s).unwrap();
+    }
+    assert_eq!(h.stats().live_allocations(), 0);
+    h.check().unwrap();
+}

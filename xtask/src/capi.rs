@@ -745,6 +745,22 @@ const SQLITE: Workload = Workload {
     process: None,
 };
 
+/// `realloc_growth.c` (buffers grown by doubling): the bench's size-less resize workload,
+/// compiled with `cc` into the work directory before the timed command.
+const REALLOC_GROWTH: Workload = Workload {
+    program: "cc",
+    also: || None,
+    commands: |dir| {
+        let exe = dir.join("realloc_growth");
+        let mut c = cc(&c_sources().join("realloc_growth.c"), &exe);
+        c.arg("-O2");
+        sh(&mut c)?;
+        Ok(vec![Command::new(exe)])
+    },
+    min_allocations: 1_000_000,
+    process: None,
+};
+
 /// git commands with a fixed identity and clock, so commit ids are the same in both runs.
 fn git(args: &[&str]) -> Command {
     let mut c = Command::new("git");
@@ -1142,8 +1158,10 @@ struct Subject {
 /// Debian's packages are installed (`libjemalloc2`, `libmimalloc2.0`), measured side by side
 /// (runs interleaved, median of each) with `/usr/bin/time -f "%e %U %S %M"`: wall time, and
 /// CPU time (user + system), which other load on a shared machine disturbs less. The program is
-/// `sqlite3` building and querying the database of the `sqlite3` test pass, then `python3`
-/// running the python pass's script; every run's output is checked against glibc's.
+/// `sqlite3` building and querying the database of the `sqlite3` test pass, `python3`
+/// running the python pass's script, then `realloc_growth.c` (`buddy-std/tests/c`, compiled
+/// with `cc` before it is timed: buffers grown by doubling, the cost of size-less `realloc`);
+/// every run's output is checked against glibc's.
 pub fn bench(args: &[String]) -> Result<(), String> {
     let runs: usize = args
         .iter()
@@ -1189,9 +1207,13 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     let mut table = String::from(
         "| program | allocator | wall time (s) | CPU time (s) | peak RSS (MiB) |\n| --- | --- | --- | --- | --- |\n",
     );
-    for w in [&SQLITE, &PYTHON] {
+    for (name, w) in [
+        ("sqlite3", &SQLITE),
+        ("python3", &PYTHON),
+        ("realloc_growth.c", &REALLOC_GROWTH),
+    ] {
         if !have(w.program, "--version") {
-            eprintln!("note: `{}` not found, left out", w.program);
+            eprintln!("note: `{}` not found, {name} left out", w.program);
             continue;
         }
         // results[subject] = [(wall, cpu, rss_kib)]
@@ -1199,7 +1221,7 @@ pub fn bench(args: &[String]) -> Result<(), String> {
         let mut reference: Option<Vec<Vec<u8>>> = None;
         for round in 0..runs {
             for (s, subject) in subjects.iter().enumerate() {
-                let dir = scratch(&format!("bench-{}-{}", w.program, subject.name))?;
+                let dir = scratch(&format!("bench-{name}-{}", subject.name))?;
                 let (mut wall, mut cpu) = (0.0, 0.0);
                 let mut rss = 0u64;
                 let mut outputs = Vec::new();
@@ -1224,8 +1246,7 @@ pub fn bench(args: &[String]) -> Result<(), String> {
                     let out = run_limited(&mut timed, Duration::from_secs(600))?;
                     if !out.status.success() {
                         return Err(format!(
-                            "{} under {} failed: {}",
-                            w.program,
+                            "{name} under {} failed: {}",
                             subject.name,
                             String::from_utf8_lossy(&out.stderr)
                         ));
@@ -1245,15 +1266,14 @@ pub fn bench(args: &[String]) -> Result<(), String> {
                     None => reference = Some(outputs),
                     Some(r) if *r != outputs => {
                         return Err(format!(
-                            "{} printed something else under {} than under glibc",
-                            w.program, subject.name
+                            "{name} printed something else under {} than under glibc",
+                            subject.name
                         ));
                     }
                     Some(_) => {}
                 }
                 eprintln!(
-                    "{} round {round} {}: {wall:.2} s wall, {cpu:.2} s CPU, {:.1} MiB",
-                    w.program,
+                    "{name} round {round} {}: {wall:.2} s wall, {cpu:.2} s CPU, {:.1} MiB",
                     subject.name,
                     rss as f64 / 1024.0
                 );
@@ -1269,8 +1289,7 @@ pub fn bench(args: &[String]) -> Result<(), String> {
             let cpu = median(r.iter().map(|x| x.1).collect());
             let rss = median(r.iter().map(|x| x.2 as f64).collect());
             table += &format!(
-                "| {} | {} | {wall:.2} | {cpu:.2} | {:.1} |\n",
-                w.program,
+                "| {name} | {} | {wall:.2} | {cpu:.2} | {:.1} |\n",
                 subject.name,
                 rss / 1024.0
             );
@@ -1278,7 +1297,8 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     }
     println!(
         "\nwall time, CPU time and peak RSS, medians of {runs} interleaved runs (sqlite3: the \
-         two commands of the test pass, times summed, RSS the larger):\n\n{table}"
+         two commands of the test pass, times summed, RSS the larger; realloc_growth.c: \
+         buffers grown by doubling, mostly size-less reallocs):\n\n{table}"
     );
     Ok(())
 }
