@@ -515,10 +515,12 @@ impl RunCache {
     /// Run `a` of region `t`, `units` long, is cached.
     pub(crate) fn contains(&self, units: u32, a: usize, t: usize) -> bool {
         let set = set_of(units);
+        // All ways compared and or-ed, one branch at the end (as `scan`): every size-less
+        // free and `usable_size` of a run asks, and the answer is almost always no.
         self.units[set]
             .iter()
             .zip(&self.addr[set])
-            .any(|(&u, &e)| u == units && e == a | t)
+            .fold(false, |hit, (&u, &e)| hit | ((u == units) & (e == a | t)))
     }
 
     /// The cached runs, `(address, region, units)`.
