@@ -1217,8 +1217,8 @@ impl<O: Os> BuddyAlloc<O> {
     /// `new` (`new.align()` is the one every C block has). `ptr` is checked as
     /// [`usable_size`](Self::usable_size) checks it, and a small resize (old and new size at
     /// most [`SMALL_RESIZE`]) is done under that same lock, with the size that check found:
-    /// one lock and one walk of the block's metadata where asking the size first and then
-    /// resizing took two of each. A block's usable size is its exact extent in the heap (the
+    /// one lock and one size lookup, where asking the size first and then resizing took two
+    /// locks and looked the size up twice. A block's usable size is its exact extent in the heap (the
     /// whole buddy block, an exact-fit run, or a direct mapping's pages), and a layout of that
     /// size with `new.align()` finds the same extent again: it is a valid layout to resize the
     /// block with, whatever it was requested with. `Ok(None)`: no memory for `new`, and the

@@ -746,7 +746,9 @@ const SQLITE: Workload = Workload {
 };
 
 /// `realloc_growth.c` (buffers grown by doubling): the bench's size-less resize workload,
-/// compiled with `cc` into the work directory before the timed command.
+/// compiled with `cc` into the work directory before the timed command. `cargo xtask bench
+/// --preload` only (no test pass runs it: `malloc_test.c` covers `realloc`'s semantics);
+/// `min_allocations` is what a preload pass would require, 10^6 `malloc`s.
 const REALLOC_GROWTH: Workload = Workload {
     program: "cc",
     also: || None,

@@ -4,7 +4,7 @@
  * buffer of 24..63 bytes and grows it by doubling (size * 2 + 13) past 3000 bytes, writing
  * its last byte after every step; 64 such buffers stay live at a time (a random one freed
  * per round). Most of the calls are `realloc`s of a block whose size only the allocator
- * knows (about 7 per `malloc`), so this is the cost of a size-less resize.
+ * knows (6.3 per `malloc`), so this is the cost of a size-less resize.
  *
  * Prints a checksum of what it read back (the same under every allocator; the bench
  * compares it), never a time: the bench times the process with /usr/bin/time.
