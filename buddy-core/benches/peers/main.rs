@@ -12,7 +12,8 @@
 //! - `--only buddy,talc,…`: only these allocators (keys: buddy — with its other configs —,
 //!   talc, rlsf, bsa, lla, buddy-alloc, floor, system, buddy-std).
 //! - `--workloads pairs,random-actions,frames,scaling,latency,efficiency,threads`
-//!   (`random-actions` also runs `random-actions-norealloc`).
+//!   (`random-actions` also runs `random-actions-norealloc`; `scaling` runs `scaling-*`,
+//!   `fragmented-*`, `fixed-*`, `norealloc-*` and the moves-only reference).
 //! - `--reps N`: repetitions per cell.
 //! - `--no-cut`: no time budgets (for profilers: `valgrind --tool=callgrind
 //!   --toggle-collect='*Throughput*run*' <bench binary> --bench --only buddy --workloads pairs
@@ -605,14 +606,26 @@ fn main() -> ExitCode {
         works.push(throughput(&plan, &arena, "frames", main_len, &s, &who));
     }
     if plan.runs("scaling") {
+        // The live set grows with the region (one slot per 2 KiB): so do the bench's own
+        // slot table and the blocks the reallocs copy, which leave the caches.
         for len in plan.scaling {
             let s = plan.random_actions(len, 0x5eed);
             let name = format!("scaling-{}M", len / MIB);
             works.push(throughput(&plan, &arena, &name, len, &s, &SUBJECTS));
         }
-        // The same, with the live set held at the smallest region's (its slot table): only the
-        // region, and so the allocator's structures, grow.
+        // The target's rows: a heap like the row above's (the same generator's warm-up, another
+        // seed: a live set and holes in proportion to the region), then the timed ops on the
+        // smallest region's table in slots of their own. The heap and its fragmentation grow
+        // with the region; the working set does not.
         let small = plan.random_actions(plan.scaling[0], 0x5eed);
+        for len in plan.scaling {
+            let heap = plan.random_actions(len, 0xf4a9);
+            let s = workloads::fragmented(&heap, &small);
+            let name = format!("fragmented-{}M", len / MIB);
+            works.push(throughput(&plan, &arena, &name, len, &s, &SUBJECTS));
+        }
+        // The smallest region's script alone on every region: only the region, and so the
+        // allocator's structures, grow (the heap stays as fragmented as at 1 MiB).
         for len in plan.scaling {
             let name = format!("fixed-{}M", len / MIB);
             works.push(throughput(&plan, &arena, &name, len, &small, &SUBJECTS));

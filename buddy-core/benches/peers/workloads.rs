@@ -136,6 +136,26 @@ pub fn random_actions(slots: usize, warm: usize, timed: usize, seed: u64, reallo
     }
 }
 
+/// `fragmented-*`: the heap `heap`'s warm-up leaves (its live set and holes, untimed), then
+/// all of `active` (its own warm-up, then its timed ops) on slots of its own after `heap`'s.
+/// The heap's blocks are never touched again: the timed ops work on `active`'s table alone, so
+/// that the heap, and its fragmentation, can grow while the working set stays the same.
+pub fn fragmented(heap: &Script, active: &Script) -> Script {
+    let shift = u32::try_from(heap.slots).expect("slot indices fit a u32");
+    let mut ops = heap.ops[..heap.warm].to_vec();
+    ops.extend(active.ops.iter().map(|&op| match op {
+        Op::Alloc(s, l) => Op::Alloc(s + shift, l),
+        Op::Free(s) => Op::Free(s + shift),
+        Op::Realloc(s, n) => Op::Realloc(s + shift, n),
+    }));
+    Script {
+        ops,
+        slots: heap.slots + active.slots,
+        warm: heap.warm + active.warm,
+        max_align: heap.max_align.max(active.max_align),
+    }
+}
+
 /// Page-frame size `4 KiB << k`, `k` geometric (1/2, 1/4, …) capped at 4: 4..64 KiB.
 fn frame_size(r: &mut Rng) -> usize {
     let k = (r.next_u64() | 1 << 4).trailing_zeros();
