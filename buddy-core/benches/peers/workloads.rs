@@ -136,9 +136,9 @@ pub fn random_actions(slots: usize, warm: usize, timed: usize, seed: u64, reallo
     }
 }
 
-/// `fragmented-*`: the heap `heap`'s warm-up leaves (its live set and holes, untimed), then
-/// all of `active` (its own warm-up, then its timed ops) on slots of its own after `heap`'s.
-/// The heap's blocks are never touched again: the timed ops work on `active`'s table alone, so
+/// `fragmented-*`: the warm-up of `heap` (untimed: it leaves a live set and holes), then all
+/// of `active` (its own warm-up, then its timed ops) on slots of its own after `heap`'s. The
+/// blocks of `heap` are never touched again: the timed ops work on `active`'s table alone, so
 /// that the heap, and its fragmentation, can grow while the working set stays the same.
 pub fn fragmented(heap: &Script, active: &Script) -> Script {
     let shift = u32::try_from(heap.slots).expect("slot indices fit a u32");
