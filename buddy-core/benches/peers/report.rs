@@ -761,6 +761,20 @@ fn upper(what: &str, goal: String, measured: f64, limit: f64, shown: String) -> 
     }
 }
 
+/// How `rows`-* grow from the smallest scaling region to the largest: buddy's ratio, the same
+/// shown with `others`' ratios in brackets, and the two rows' names. `None` if either did not run.
+fn growth(r: &Results, rows: &str, others: &[&str]) -> Option<(f64, String, String, String)> {
+    let [n1, _, n3] = r.scaling_names().map(|n| n.replacen("scaling", rows, 1));
+    let (a, b) = (r.work(&n1)?, r.work(&n3)?);
+    let x = |who: &str| b.ns_of(who) / a.ns_of(who);
+    let peers: Vec<String> = others
+        .iter()
+        .map(|w| format!("{w} {}", ratio(x(w))))
+        .collect();
+    let shown = format!("{} ({})", ratio(x("buddy")), peers.join(", "));
+    Some((x("buddy"), shown, n1, n3))
+}
+
 fn targets(r: &Results) -> Vec<Target> {
     let mut v = Vec::new();
     if let Some(w) = r.work("random-actions") {
@@ -884,69 +898,35 @@ fn targets(r: &Results) -> Vec<Target> {
     // The target: the heap grows and fragments in proportion, the working set does not
     // (see the BENCHMARKS method), so that ns/call is the allocator's and not the bench's own
     // table and copies leaving the caches. The other readings follow, for information.
-    let [g1, g3] = [&s1, &s3].map(|n| n.replacen("scaling", "fragmented", 1));
-    if let (Some(a), Some(b)) = (r.work(&g1), r.work(&g3)) {
-        let x = |who: &str| b.ns_of(who) / a.ns_of(who);
-        let mut t = upper(
+    let info = |what: &str, (_, shown, n1, n3): (f64, String, String, String)| Target {
+        what: format!("(variant) {what}: buddy {n3} / {n1}"),
+        goal: "≤ 1.30×".into(),
+        measured: shown,
+        pass: None,
+        by: "(information; the target is the scaling row)".into(),
+    };
+    if let Some((x, shown, g1, g3)) = growth(r, "fragmented", &["talc", "buddy_system_allocator"]) {
+        v.push(upper(
             &format!("scaling: buddy {g3} / {g1}"),
             "≤ 1.30×".into(),
-            x("buddy"),
+            x,
             1.3,
-            ratio(x("buddy")),
-        );
-        t.measured = format!(
-            "{} (talc {}, buddy_system_allocator {})",
-            ratio(x("buddy")),
-            ratio(x("talc")),
-            ratio(x("buddy_system_allocator"))
-        );
-        v.push(t);
+            shown,
+        ));
+    }
+    if let Some(g) = growth(r, "scaling", &["floor", "talc"]) {
+        v.push(info("live set growing with the region", g));
+    }
+    // The live set held fixed, so that only the region grows.
+    if let Some(g) = growth(r, "fixed", &["floor"]) {
+        v.push(info("live set fixed", g));
+    }
+    // The growing live set without reallocs, whose moves copy cold memory.
+    if let Some(g) = growth(r, "norealloc", &["floor", "talc"]) {
+        v.push(info("no realloc", g));
     }
     if let (Some(a), Some(b)) = (r.work(&s1), r.work(&s3)) {
-        let x = |who: &str| b.ns_of(who) / a.ns_of(who);
-        v.push(Target {
-            what: format!("(variant) live set growing with the region: buddy {s3} / {s1}"),
-            goal: "≤ 1.30×".into(),
-            measured: format!(
-                "{} (floor {}, talc {})",
-                ratio(x("buddy")),
-                ratio(x("floor")),
-                ratio(x("talc"))
-            ),
-            pass: None,
-            by: "(information; the target is the scaling row)".into(),
-        });
-        // Nor this: the live set held fixed, so that only the region grows.
-        let [f1, f3] = [&s1, &s3].map(|n| n.replacen("scaling", "fixed", 1));
-        if let (Some(a), Some(b)) = (r.work(&f1), r.work(&f3)) {
-            let x = b.ns_of("buddy") / a.ns_of("buddy");
-            let floor = b.ns_of("floor") / a.ns_of("floor");
-            v.push(Target {
-                what: format!("(variant) live set fixed: buddy {f3} / {f1}"),
-                goal: "≤ 1.30×".into(),
-                measured: format!("{} (floor {})", ratio(x), ratio(floor)),
-                pass: None,
-                by: "(information; the target is the scaling row)".into(),
-            });
-        }
-        // Nor this: the growing live set without reallocs, whose moves copy cold memory.
-        let [n1, n3] = [&s1, &s3].map(|n| n.replacen("scaling", "norealloc", 1));
-        if let (Some(a), Some(b)) = (r.work(&n1), r.work(&n3)) {
-            let x = |who: &str| b.ns_of(who) / a.ns_of(who);
-            v.push(Target {
-                what: format!("(variant) no realloc: buddy {n3} / {n1}"),
-                goal: "≤ 1.30×".into(),
-                measured: format!(
-                    "{} (floor {}, talc {})",
-                    ratio(x("buddy")),
-                    ratio(x("floor")),
-                    ratio(x("talc"))
-                ),
-                pass: None,
-                by: "(information; the target is the scaling row)".into(),
-            });
-        }
-        // Nor this: no allocator, only the copies of the reallocs that move (`Mover`).
+        // No allocator at all, only the copies of the reallocs that move (`Mover`).
         let m = |len: usize| {
             r.moves
                 .iter()
