@@ -710,6 +710,14 @@ pub fn check_ops<A: Subject>(
     let mut c = Checker::new(region);
     let mut slots = Slots::new(script.slots);
     for &op in script.ops.iter().take(limit) {
+        // A script that allocates into a full slot would leak that slot's block unseen (the
+        // timed loop only debug-asserts it): such a script is wrong, whoever plays it.
+        if let Op::Alloc(s, _) = op
+            && !slots.ptr(s as usize).is_null()
+        {
+            c.error = Some(format!("script error: op allocates into full slot {s}"));
+            break;
+        }
         slots.step(a, op, &mut c);
         if c.error.is_some() {
             break;
